@@ -1,0 +1,116 @@
+"""The `sluice` command: serve the gateway, check policies, run benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import runpy
+import sys
+from pathlib import Path
+
+from gateway.config.loader import PolicyError, load_policy
+from gateway.config.schema import unauthenticated_exposure
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
+log = logging.getLogger("sluicegate")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    path = Path(args.config) if args.config else DEFAULT_POLICY
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        print(f"sluice serve: the policy cannot be used:\n{exc}", file=sys.stderr)
+        return 2
+    host = args.host or policy.server.host
+    port = args.port or policy.server.port
+    exposed = unauthenticated_exposure(policy, host)
+    if exposed:
+        print(f"sluice serve: refusing to start: {exposed}", file=sys.stderr)
+        return 2
+    if policy.auth.mode == "none":
+        log.warning(
+            "AUTHENTICATION IS OFF (auth: none): anyone who can reach %s:%s can use every model",
+            host, port,
+        )
+    app = create_app(policy, policy_path=path, bind_host=host)
+    log.warning("sluicegate serving on http://%s:%s with policy %s", host, port, path)
+    uvicorn.run(
+        app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+        access_log=False, log_level=args.log_level, timeout_graceful_shutdown=int(
+            policy.server.drain_timeout_s
+        ),
+    )
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: ok ({len(policy.backends)} backends, {len(policy.models)} models, "
+        f"auth: {policy.auth.mode})"
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace, rest: list[str]) -> int:
+    script = REPO_ROOT / "bench" / f"{args.what}_overhead.py"
+    if not script.exists():
+        print(f"sluice bench: {script} is missing (bench/ ships with the source tree)", file=sys.stderr)
+        return 2
+    namespace = runpy.run_path(str(script))
+    return int(namespace["main"](rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sluice", description="Sluicegate inference gateway")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help=f"policy file (default: {DEFAULT_POLICY})")
+    serve.add_argument("--host", help="bind address (default: server.host of the policy)")
+    serve.add_argument("--port", type=int, help="port (default: server.port of the policy)")
+    serve.set_defaults(run=_serve)
+
+    policy = commands.add_parser("policy", help="policy files")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="validate a policy file")
+    check.add_argument("file")
+    check.set_defaults(run=_policy_check)
+
+    bench = commands.add_parser("bench", help="benchmarks (options after the name go to it)")
+    bench.add_argument("what", choices=["gateway"])
+    bench.set_defaults(run=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "bench":
+        return _bench(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The request path of the inference endpoints, top to bottom in one place.
+
+auth → body → validate → route → upstream → relay (stream or not). Each step raises a
+GatewayError that becomes one OpenAI-shaped error response here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx
+import orjson
+from pydantic import BaseModel
+
+from gateway.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from gateway.api.validation import parse_request
+from gateway.asgi import JSON, Receive, Scope, Send, read_body, read_head, send_body, send_error
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    MethodNotAllowed,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.service import Gateway
+from gateway.streaming import SSE_HEADERS, relay_stream
+
+log = logging.getLogger("sluicegate")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One OpenAI inference endpoint: its path upstream and its request schema."""
+
+    upstream_path: str
+    schema: type[BaseModel]
+    streams: bool
+
+
+CHAT = Endpoint("/chat/completions", ChatCompletionRequest, streams=True)
+COMPLETIONS = Endpoint("/completions", CompletionRequest, streams=True)
+EMBEDDINGS = Endpoint("/embeddings", EmbeddingRequest, streams=False)
+
+
+class InferencePipeline:
+    """ASGI app for one inference endpoint."""
+
+    def __init__(self, gateway: Gateway, endpoint: Endpoint) -> None:
+        self.gateway = gateway
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head = read_head(scope)
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(
+                    f"{scope['method']} is not allowed on {scope['path']}; use POST.",
+                    headers={"allow": "POST"},
+                )
+            await self._handle(scope, receive, send, head.request_id, head)
+        except GatewayError as error:
+            await send_error(send, error, head.request_id)
+        except Exception:
+            log.exception("internal error on request %s", head.request_id)
+            await send_error(
+                send, InternalError(f"Internal gateway error (request {head.request_id})."),
+                head.request_id,
+            )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str, head) -> None:
+        runtime = self.gateway.runtime
+        principal = runtime.keyring.authenticate(head.authorization)
+        body = await read_body(receive, head, runtime.policy.server.max_body_bytes)
+        request = parse_request(self.endpoint.schema, body)
+        model: str = request.model  # type: ignore[attr-defined]
+        route = runtime.route(model)
+        principal.check_model(model)
+        if route.renames_model:
+            data = orjson.loads(body)
+            data["model"] = route.upstream_model
+            body = orjson.dumps(data)
+        reply = await route.upstream.open(self.endpoint.upstream_path, body, request_id)
+        rid = request_id.encode()
+        if self.endpoint.streams and getattr(request, "stream", None):
+            headers = [*SSE_HEADERS, (b"x-request-id", rid)]
+            await relay_stream(reply, receive, send, headers, route.upstream.name)
+            return
+        try:
+            async with asyncio.timeout_at(reply.deadline):
+                content = await reply.read()
+        except (TimeoutError, httpx.TimeoutException):
+            raise UpstreamTimeout(
+                f"Upstream '{route.upstream.name}' did not finish its answer in time."
+            ) from None
+        except httpx.TransportError as exc:
+            raise UpstreamError(
+                f"Upstream '{route.upstream.name}' broke off its answer: {exc.__cause__ or exc}"
+            ) from None
+        finally:
+            await reply.aclose()
+        await send_body(send, 200, content, request_id, reply.content_type.encode() or JSON)

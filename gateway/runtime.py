@@ -1,0 +1,70 @@
+"""Everything one policy turns into at run time: key ring, upstream clients, model routes.
+
+A `Runtime` never changes after it is built; a reload builds a new one and swaps the reference,
+so a request holds the runtime it started with until it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.auth import KeyRing
+from gateway.config.schema import Policy
+from gateway.errors import ModelNotFound
+from gateway.upstream.openai import OpenAIUpstream
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    public_model: str
+    upstream_model: str
+    upstream: OpenAIUpstream
+
+    @property
+    def renames_model(self) -> bool:
+        return self.public_model != self.upstream_model
+
+
+class Runtime:
+    def __init__(
+        self,
+        policy: Policy,
+        env: Mapping[str, str],
+        previous: Runtime | None = None,
+    ) -> None:
+        self.policy = policy
+        self.keyring = KeyRing(policy.auth, env)
+        self.upstreams: dict[str, OpenAIUpstream] = {}
+        for name, config in policy.backends.items():
+            old = previous.upstreams.get(name) if previous else None
+            # Reuse the pooled client when nothing about the backend changed.
+            reusable = old is not None and old.config == config and previous is not None \
+                and previous.env_key(name) == _api_key(config.api_key_env, env)
+            self.upstreams[name] = old if reusable and old else OpenAIUpstream(name, config, env)
+        self._api_keys = {n: _api_key(c.api_key_env, env) for n, c in policy.backends.items()}
+        self.routes = {
+            name: Route(name, route.model or name, self.upstreams[route.backend])
+            for name, route in policy.models.items()
+        }
+
+    def env_key(self, backend: str) -> str | None:
+        return self._api_keys.get(backend)
+
+    def route(self, model: str) -> Route:
+        route = self.routes.get(model)
+        if route is None:
+            raise ModelNotFound(
+                f"The model '{model}' does not exist on this gateway; GET /v1/models lists them.",
+                param="model",
+            )
+        return route
+
+    def retired_upstreams(self, successor: Runtime) -> list[OpenAIUpstream]:
+        """Clients of this runtime that `successor` does not use and that can be closed."""
+        kept = {id(u) for u in successor.upstreams.values()}
+        return [u for u in self.upstreams.values() if id(u) not in kept]
+
+
+def _api_key(env_name: str | None, env: Mapping[str, str]) -> str | None:
+    return env.get(env_name) if env_name else None

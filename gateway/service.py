@@ -1,0 +1,56 @@
+"""The live gateway: holds the current runtime and swaps it atomically on reload.
+
+Old upstream clients are closed only after in-flight requests had time to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+
+from gateway.config.schema import Policy
+from gateway.runtime import Runtime
+from gateway.upstream.openai import OpenAIUpstream
+
+log = logging.getLogger("sluicegate")
+
+
+class Gateway:
+    def __init__(
+        self, policy: Policy, env: Mapping[str, str] | None = None, bind_host: str | None = None
+    ) -> None:
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.bind_host = bind_host or policy.server.host
+        self.runtime = Runtime(policy, self.env)
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def policy(self) -> Policy:
+        return self.runtime.policy
+
+    def swap(self, policy: Policy) -> None:
+        """Make `policy` current; requests already running keep the runtime they started with."""
+        old = self.runtime
+        if policy.server != old.policy.server:
+            log.warning("policy reload: changes under 'server' take effect only after a restart")
+        self.runtime = Runtime(policy, self.env, previous=old)
+        retired = old.retired_upstreams(self.runtime)
+        if retired:
+            task = asyncio.get_running_loop().create_task(
+                self._close_later(retired, old.policy.server.drain_timeout_s)
+            )
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, upstreams: list[OpenAIUpstream], delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        for upstream in upstreams:
+            await upstream.aclose()
+
+    async def aclose(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        for upstream in self.runtime.upstreams.values():
+            await upstream.aclose()

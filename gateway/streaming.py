@@ -1,0 +1,132 @@
+"""Relays an upstream SSE stream to the client chunk by chunk, ending it cleanly on every failure.
+
+Only whole events are forwarded, so a failure mid-event never leaves the client half a JSON
+object: it gets an `error` event and `data: [DONE]`. A client disconnect cancels the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+
+import httpx
+
+from gateway.asgi import Receive, Send
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_body
+from gateway.upstream.openai import UpstreamReply
+
+log = logging.getLogger("sluicegate.streaming")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+DONE_EVENT = b"data: [DONE]\n\n"
+# An upstream that never ends an event is not speaking SSE; stop holding its bytes back.
+MAX_PENDING_BYTES = 1 << 20
+
+
+class StreamOutcome(enum.Enum):
+    COMPLETED = "completed"
+    UPSTREAM_FAILED = "upstream_failed"
+    CLIENT_DISCONNECTED = "client_disconnected"
+
+
+def split_events(data: bytes) -> int:
+    """Index just past the last complete SSE event in `data` (0 if none is complete)."""
+    end = data.rfind(b"\n\n")
+    end = end + 2 if end >= 0 else 0
+    crlf = data.rfind(b"\r\n\r\n")
+    if crlf >= 0 and crlf + 4 > end:
+        end = crlf + 4
+    return end
+
+
+def error_event(error: GatewayError) -> bytes:
+    payload = error_body(error.message, error.error_type, error.param, error.code)
+    return b"event: error\ndata: " + payload + b"\n\n" + DONE_EVENT
+
+
+async def relay_stream(
+    reply: UpstreamReply,
+    receive: Receive,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    backend: str,
+) -> StreamOutcome:
+    relay = asyncio.current_task()
+    assert relay is not None
+    state = {"gone": False, "done": False}
+
+    async def watch_disconnect() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not state["done"]:
+                    state["gone"] = True
+                    relay.cancel()
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        failure = await _pump(reply, send, backend)
+        if failure is not None:
+            log.warning("stream from %s ended early: %s", backend, failure.message)
+        state["done"] = True
+        tail = error_event(failure) if failure is not None else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        return StreamOutcome.COMPLETED if failure is None else StreamOutcome.UPSTREAM_FAILED
+    except asyncio.CancelledError:
+        if not state["gone"]:
+            raise
+        relay.uncancel()
+        return StreamOutcome.CLIENT_DISCONNECTED
+    except Exception:
+        # The response has started: the only honest way left to fail is inside the stream.
+        log.exception("stream relay from %s failed", backend)
+        state["done"] = True
+        failure = UpstreamError(f"The gateway failed while relaying the stream from '{backend}'.")
+        await send({"type": "http.response.body", "body": error_event(failure), "more_body": False})
+        return StreamOutcome.UPSTREAM_FAILED
+    finally:
+        state["done"] = True
+        watcher.cancel()
+        await reply.aclose()
+
+
+async def _pump(reply: UpstreamReply, send: Send, backend: str) -> GatewayError | None:
+    """Forward whole events; returns why the stream failed, or None if it ended with [DONE]."""
+    pending = b""
+    saw_done = False
+    try:
+        async with asyncio.timeout_at(reply.deadline):
+            async for chunk in reply.response.aiter_raw():
+                data = pending + chunk if pending else chunk
+                end = split_events(data)
+                if end == 0 and len(data) < MAX_PENDING_BYTES:
+                    pending = data
+                    continue
+                if end == 0:
+                    end = len(data)
+                out, pending = data[:end], data[end:]
+                if b"[DONE]" in out:
+                    saw_done = True
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+    except TimeoutError:
+        return UpstreamTimeout(f"Upstream '{backend}' did not finish the stream in time.")
+    except httpx.TimeoutException:
+        return UpstreamTimeout(f"Upstream '{backend}' stopped sending mid-stream.")
+    except httpx.TransportError as exc:
+        return UpstreamError(f"Upstream '{backend}' broke the stream: {exc.__cause__ or exc}")
+    if pending.strip() and pending.lstrip().startswith(b"data: [DONE]"):
+        # Some servers omit the blank line after the last event.
+        await send({"type": "http.response.body", "body": pending + b"\n\n", "more_body": True})
+        return None
+    if pending.strip():
+        return UpstreamError(f"Upstream '{backend}' ended the stream in the middle of an event.")
+    if not saw_done:
+        return UpstreamError(f"Upstream '{backend}' ended the stream without [DONE].")
+    return None

@@ -1,0 +1,1 @@
+"""Extension packages written against the gateway's public protocols."""
