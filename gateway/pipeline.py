@@ -16,7 +16,17 @@ from pydantic import BaseModel
 
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.api.validation import parse_request
-from gateway.asgi import JSON, Receive, Scope, Send, read_body, read_head, send_body, send_error
+from gateway.asgi import (
+    JSON,
+    Receive,
+    RequestHead,
+    Scope,
+    Send,
+    read_body,
+    read_head,
+    send_body,
+    send_error,
+)
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -59,7 +69,7 @@ class InferencePipeline:
                     f"{scope['method']} is not allowed on {scope['path']}; use POST.",
                     headers={"allow": "POST"},
                 )
-            await self._handle(scope, receive, send, head.request_id, head)
+            await self._handle(receive, send, head)
         except GatewayError as error:
             await send_error(send, error, head.request_id)
         except Exception:
@@ -69,7 +79,8 @@ class InferencePipeline:
                 head.request_id,
             )
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str, head) -> None:
+    async def _handle(self, receive: Receive, send: Send, head: RequestHead) -> None:
+        request_id = head.request_id
         runtime = self.gateway.runtime
         principal = runtime.keyring.authenticate(head.authorization)
         body = await read_body(receive, head, runtime.policy.server.max_body_bytes)

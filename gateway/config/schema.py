@@ -6,9 +6,18 @@ docs/policy.md documents every field here; keep the two in step.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class LocatedError(ValueError):
+    """A validation error about a part of the value being validated, at `path` below it."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class StrictModel(BaseModel):
@@ -28,13 +37,27 @@ class ApiKey(StrictModel):
     id: str = Field(min_length=1, max_length=64)
     tenant: str = Field(min_length=1, max_length=128)
     key_env: str | None = Field(None, description="environment variable holding the key")
-    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    sha256: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError(
+                "sha256 must be the 64 hex digits of the key's SHA-256 digest "
+                "(e.g. printf %s \"$KEY\" | sha256sum)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> ApiKey:
-        if (self.key_env is None) == (self.sha256 is None):
-            raise ValueError("give exactly one of key_env (env var name) or sha256 (hex digest)")
+        if self.key_env is not None and self.sha256 is not None:
+            raise ValueError("give key_env or sha256, not both")
+        if self.key_env is None and self.sha256 is None:
+            raise ValueError(
+                "needs key_env (env var holding the key) or sha256 (hex digest of the key)"
+            )
         return self
 
     def allows(self, model: str) -> bool:
@@ -58,10 +81,14 @@ class AuthConfig(StrictModel):
     def _keys_present(self) -> AuthConfig:
         if self.mode == "keys" and not self.keys:
             raise ValueError("auth needs at least one entry in 'keys' (or say auth: none)")
-        ids = [k.id for k in self.keys]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate key ids: {', '.join(dupes)}")
+        first: dict[str, int] = {}
+        for index, key in enumerate(self.keys):
+            if key.id in first:
+                raise LocatedError(
+                    ("keys", index, "id"),
+                    f"duplicate key id {key.id!r} (already used by keys[{first[key.id]}])",
+                )
+            first[key.id] = index
         return self
 
 

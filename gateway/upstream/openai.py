@@ -46,23 +46,6 @@ class UpstreamReply:
     async def read(self) -> bytes:
         return await self.response.aread()
 
-    async def probe(self, timeout_s: float = 2.0) -> str | None:
-        """None when the upstream answers `GET /models` with anything below 500, else why not."""
-        request = httpx.Request(
-            "GET", self.url("/models"), headers=self._headers,
-            extensions={"timeout": {"connect": timeout_s, "read": timeout_s, "pool": timeout_s}},
-        )
-        try:
-            async with asyncio.timeout(timeout_s):
-                response = await self._transport.handle_async_request(request)
-                await response.aread()
-                await response.aclose()
-        except (httpx.TransportError, TimeoutError) as exc:
-            return f"unreachable: {type(exc.__cause__ or exc).__name__}"
-        if response.status_code >= 500:
-            return f"HTTP {response.status_code}"
-        return None
-
     async def aclose(self) -> None:
         await self.response.aclose()
 

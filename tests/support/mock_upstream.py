@@ -47,6 +47,17 @@ def completion(model: str, text: str) -> dict[str, Any]:
     }
 
 
+def text_completion(model: str, text: str) -> dict[str, Any]:
+    return {
+        "id": "cmpl-mock",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+    }
+
+
 def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
     body = {
         "id": "chatcmpl-mock",
@@ -126,6 +137,8 @@ class MockUpstream:
             await asyncio.sleep(float(model.split(":")[1]))
         text = f"echo: {last_user_text(payload)}"
         if not payload.get("stream"):
+            if request.url.path.endswith("/v1/completions"):
+                return JSONResponse(text_completion(model, text))
             return JSONResponse(completion(model, text))
         if behaviour == "hold":
             return HeldStream(self.record, [chunk(model, {"role": "assistant", "content": "first"})],

@@ -1,0 +1,63 @@
+# The two set-up commands: `make serve` and `make test`. Both work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Use the active virtualenv if there is one, else .venv (created on demand).
+ifdef VIRTUAL_ENV
+PYTHON := $(VIRTUAL_ENV)/bin/python
+else
+PYTHON := .venv/bin/python
+endif
+SYSTEM_PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+STAMP := .make/installed
+
+.PHONY: help install serve test lint typecheck redis bench-gateway clean
+
+help:
+	@echo "make serve   install everything, then start the gateway (policies/default.yaml)"
+	@echo "make test    install everything, make sure Redis answers, run the test suite"
+	@echo "make lint    ruff; make typecheck: mypy"
+
+$(PYTHON):
+	$(SYSTEM_PYTHON) -m venv .venv
+	$(PYTHON) -m pip install --quiet --upgrade pip
+
+# Torch first and pinned: left to the resolver, pip would fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(PYTHON)
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(PYTHON) -m gateway serve $(ARGS)
+
+redis:
+	@if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then :; \
+	elif command -v redis-server >/dev/null 2>&1; then \
+		echo "starting redis-server on 127.0.0.1:6379"; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
+		for i in $$(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+		redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "redis-server did not come up"; exit 1; }; \
+	else \
+		echo "The tests need Redis on 127.0.0.1:6379 and redis-server is not installed."; \
+		echo "Install it (Debian: apt-get install redis-server) or start one on that port."; \
+		exit 1; \
+	fi
+
+test: install redis
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PYTHON) -m ruff check gateway backend plugins tests bench
+
+typecheck: install
+	$(PYTHON) -m mypy
+
+bench-gateway: install
+	$(PYTHON) bench/gateway_overhead.py $(ARGS)
+
+clean:
+	rm -rf .make build dist *.egg-info bench/.build
