@@ -823,8 +823,8 @@ int main(int argc, char **argv) {
     /* If interrupted, the window is shorter than requested. */
     double window = (t_stop < g_end ? t_stop : g_end) - g_measure_start;
     if (window <= 0) window = 1e-9;
-    qsort(g_lat.v, g_lat.n, sizeof(double), cmp_double);
-    qsort(g_ttfb.v, g_ttfb.n, sizeof(double), cmp_double);
+    if (g_lat.n) qsort(g_lat.v, g_lat.n, sizeof(double), cmp_double);
+    if (g_ttfb.n) qsort(g_ttfb.v, g_ttfb.n, sizeof(double), cmp_double);
     double sum = 0;
     for (size_t i = 0; i < g_lat.n; i++) sum += g_lat.v[i];
     double mean = g_lat.n ? sum / (double)g_lat.n : 0.0;
@@ -867,5 +867,13 @@ int main(int argc, char **argv) {
         printf("\n  connects %llu  reconnects %llu  bytes read %llu  total completed (incl. warm-up) %llu\n",
                g_connects, g_reconnects, g_bytes_read, g_total_done);
     }
+    fflush(stdout);
+    for (int i = 0; i < o_conc; i++) free(conns[i].hbuf);
+    free(conns);
+    free(events);
+    free(g_lat.v);
+    free(g_ttfb.v);
+    free(g_req);
+    close(g_epfd);
     return 0;
 }

@@ -70,7 +70,10 @@ class Ready(JSONEndpoint):
         results = await asyncio.gather(*(u.probe() for u in upstreams.values()))
         checks = {name: (problem or "ok") for name, problem in zip(upstreams, results, strict=True)}
         ready = all(problem is None for problem in results)
-        return (200 if ready else 503), {"status": "ready" if ready else "not ready", "upstreams": checks}
+        return (200 if ready else 503), {
+            "status": "ready" if ready else "not ready",
+            "upstreams": checks,
+        }
 
 
 class OpenAPI(JSONEndpoint):

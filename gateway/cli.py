@@ -37,15 +37,21 @@ def _serve(args: argparse.Namespace) -> int:
     if policy.auth.mode == "none":
         log.warning(
             "AUTHENTICATION IS OFF (auth: none): anyone who can reach %s:%s can use every model",
-            host, port,
+            host,
+            port,
         )
     app = create_app(policy, policy_path=path, bind_host=host)
     log.warning("sluicegate serving on http://%s:%s with policy %s", host, port, path)
     uvicorn.run(
-        app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-        access_log=False, log_level=args.log_level, timeout_graceful_shutdown=int(
-            policy.server.drain_timeout_s
-        ),
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(policy.server.drain_timeout_s),
     )
     return 0
 
@@ -66,7 +72,10 @@ def _policy_check(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     script = REPO_ROOT / "bench" / f"{args.what}_overhead.py"
     if not script.exists():
-        print(f"sluice bench: {script} is missing (bench/ ships with the source tree)", file=sys.stderr)
+        print(
+            f"sluice bench: {script} is missing (bench/ ships with the source tree)",
+            file=sys.stderr,
+        )
         return 2
     namespace = runpy.run_path(str(script))
     return int(namespace["main"](rest))
@@ -75,7 +84,8 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description="Sluicegate inference gateway")
     parser.add_argument(
-        "--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "warning"),
+        "--log-level",
+        default=os.environ.get("SLUICE_LOG_LEVEL", "warning"),
         choices=["debug", "info", "warning", "error"],
     )
     commands = parser.add_subparsers(dest="command", required=True)

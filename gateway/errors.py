@@ -102,7 +102,9 @@ class RelayedError(GatewayError):
 
     error_type = "invalid_request_error"
 
-    def __init__(self, status_code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status_code: int, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"upstream answered HTTP {status_code}", headers=headers)
         self.status_code = status_code
         self._body = body

@@ -30,6 +30,7 @@ from gateway.asgi import (
 from gateway.errors import (
     GatewayError,
     InternalError,
+    InvalidRequest,
     MethodNotAllowed,
     UpstreamError,
     UpstreamTimeout,
@@ -75,7 +76,8 @@ class InferencePipeline:
         except Exception:
             log.exception("internal error on request %s", head.request_id)
             await send_error(
-                send, InternalError(f"Internal gateway error (request {head.request_id})."),
+                send,
+                InternalError(f"Internal gateway error (request {head.request_id})."),
                 head.request_id,
             )
 
@@ -89,7 +91,16 @@ class InferencePipeline:
         route = runtime.route(model)
         principal.check_model(model)
         if route.renames_model:
-            data = orjson.loads(body)
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                # pydantic-core accepted it, orjson cannot carry it: NaN, Infinity (not JSON at
+                # all, RFC 8259) or a number beyond a double somewhere. The client's mistake.
+                raise InvalidRequest(
+                    "The request body is not strict JSON: it holds NaN, Infinity or a number "
+                    "too large for a double.",
+                    code="invalid_json",
+                ) from None
             data["model"] = route.upstream_model
             body = orjson.dumps(data)
         reply = await route.upstream.open(self.endpoint.upstream_path, body, request_id)

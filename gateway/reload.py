@@ -23,7 +23,9 @@ log = logging.getLogger("sluicegate.reload")
 class PolicyReloader:
     def __init__(self, gateway: Gateway, path: Path) -> None:
         self.gateway = gateway
-        self.path = path.resolve()
+        # Not resolved: a symlinked policy (a Kubernetes ConfigMap, `ln -sfn` deploys) is followed
+        # anew on every reload instead of pinning the file it pointed to at start-up.
+        self.path = path.absolute()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sighup = False
@@ -63,9 +65,14 @@ class PolicyReloader:
 
     async def _watch(self) -> None:
         def is_policy(change: watchfiles.Change, path: str) -> bool:
-            return Path(path).resolve() == self.path
+            changed = Path(path)
+            return changed == self.path or changed.resolve() == self.path.resolve()
 
         async for _changes in watchfiles.awatch(
             self.path.parent, watch_filter=is_policy, stop_event=self._stop, debounce=200
         ):
-            self.reload("file changed")
+            try:
+                self.reload("file changed")
+            except Exception:
+                # A bug here must not end the watch: later edits still deserve a reload.
+                log.exception("policy reload failed unexpectedly; the current policy stays")

@@ -39,8 +39,12 @@ class Runtime:
         for name, config in policy.backends.items():
             old = previous.upstreams.get(name) if previous else None
             # Reuse the pooled client when nothing about the backend changed.
-            reusable = old is not None and old.config == config and previous is not None \
+            reusable = (
+                old is not None
+                and old.config == config
+                and previous is not None
                 and previous.env_key(name) == _api_key(config.api_key_env, env)
+            )
             self.upstreams[name] = old if reusable and old else OpenAIUpstream(name, config, env)
         self._api_keys = {n: _api_key(c.api_key_env, env) for n, c in policy.backends.items()}
         self.routes = {

@@ -24,7 +24,8 @@ class Gateway:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self.bind_host = bind_host or policy.server.host
         self.runtime = Runtime(policy, self.env)
-        self._closing: set[asyncio.Task[None]] = set()
+        # Clients retired by a swap, closed once in-flight requests had time to finish.
+        self._retired: dict[asyncio.Task[None], list[OpenAIUpstream]] = {}
 
     @property
     def policy(self) -> Policy:
@@ -41,8 +42,8 @@ class Gateway:
             task = asyncio.get_running_loop().create_task(
                 self._close_later(retired, old.policy.server.drain_timeout_s)
             )
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._retired[task] = retired
+            task.add_done_callback(self._retired.pop)
 
     async def _close_later(self, upstreams: list[OpenAIUpstream], delay_s: float) -> None:
         await asyncio.sleep(delay_s)
@@ -50,7 +51,12 @@ class Gateway:
             await upstream.aclose()
 
     async def aclose(self) -> None:
-        for task in list(self._closing):
+        """Close every client, retired ones still waiting out their drain period included."""
+        pending = list(self._retired.items())
+        for task, _ in pending:
             task.cancel()
+        for _, upstreams in pending:
+            for upstream in upstreams:
+                await upstream.aclose()
         for upstream in self.runtime.upstreams.values():
             await upstream.aclose()

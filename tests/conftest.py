@@ -16,8 +16,16 @@ BOB_KEY = "sk-test-bob-0123456789"
 KEYS_ENV = {"ALICE_KEY": ALICE_KEY, "BOB_KEY": BOB_KEY}
 
 MODELS = [
-    "echo", "hold", "die-midstream", "no-done", "error-500", "auth-401", "bad-400",
-    "flaky-503", "always-503", "slow:3",
+    "echo",
+    "hold",
+    "die-midstream",
+    "no-done",
+    "error-500",
+    "auth-401",
+    "bad-400",
+    "flaky-503",
+    "always-503",
+    "slow:3",
 ]
 
 

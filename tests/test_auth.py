@@ -18,11 +18,19 @@ CAROL_KEY = "sk-carol-from-a-digest"
 
 
 def keyring() -> KeyRing:
-    config = AuthConfig.model_validate({"keys": [
-        {"id": "alice", "tenant": "acme", "key_env": "ALICE"},
-        {"id": "carol", "tenant": "gamma", "sha256": hashlib.sha256(CAROL_KEY.encode()).hexdigest(),
-         "models": ["small"]},
-    ]})
+    config = AuthConfig.model_validate(
+        {
+            "keys": [
+                {"id": "alice", "tenant": "acme", "key_env": "ALICE"},
+                {
+                    "id": "carol",
+                    "tenant": "gamma",
+                    "sha256": hashlib.sha256(CAROL_KEY.encode()).hexdigest(),
+                    "models": ["small"],
+                },
+            ]
+        }
+    )
     return KeyRing(config, {"ALICE": ALICE_KEY})
 
 
@@ -35,8 +43,16 @@ def test_env_and_digest_keys_resolve_to_their_tenants() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, b"", b"Bearer", b"Bearer ", b"Basic abc", f"Token {ALICE_KEY}".encode(), b"Bearer nope",
-     f"Bearer {ALICE_KEY}x".encode()],
+    [
+        None,
+        b"",
+        b"Bearer",
+        b"Bearer ",
+        b"Basic abc",
+        f"Token {ALICE_KEY}".encode(),
+        b"Bearer nope",
+        f"Bearer {ALICE_KEY}x".encode(),
+    ],
 )
 def test_missing_malformed_or_unknown_keys_are_401(header: bytes | None) -> None:
     with pytest.raises(AuthenticationFailed) as caught:
@@ -58,13 +74,20 @@ def test_auth_none_lets_anyone_in() -> None:
 
 
 def post(gateway: ServerThread, headers: dict[str, str], model: str = "gpt-echo") -> httpx.Response:
-    return httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers, timeout=10,
-                      json={"model": model, "messages": [{"role": "user", "content": "x"}]})
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers=headers,
+        timeout=10,
+        json={"model": model, "messages": [{"role": "user", "content": "x"}]},
+    )
 
 
 def test_http_statuses_for_auth(gateway: ServerThread) -> None:
     assert post(gateway, {}).status_code == 401
-    assert post(gateway, {"authorization": "Bearer wrong"}).json()["error"]["code"] == "invalid_api_key"
+    assert (
+        post(gateway, {"authorization": "Bearer wrong"}).json()["error"]["code"]
+        == "invalid_api_key"
+    )
     assert post(gateway, {"authorization": f"Bearer {BOB_KEY}"}, "gpt-hold").status_code == 403
     assert post(gateway, {"authorization": f"Bearer {BOB_KEY}"}).status_code == 200
     models = httpx.get(f"{gateway.url}/v1/models", timeout=10)
@@ -76,6 +99,6 @@ def test_auth_none_serves_without_a_key_on_loopback(
 ) -> None:
     text = policy_yaml(upstream.base_url)
     start = text.index("auth:")
-    text = text[:start] + "auth: none\n" + text[text.index("backends:"):]
+    text = text[:start] + "auth: none\n" + text[text.index("backends:") :]
     gateway = start_gateway(text)
     assert post(gateway, {}).status_code == 200

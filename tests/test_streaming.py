@@ -39,9 +39,15 @@ def events(raw: bytes) -> list[tuple[str | None, bytes]]:
 def test_first_chunk_reaches_client_while_upstream_is_still_open(
     gateway: ServerThread, upstream: MockUpstream
 ) -> None:
-    with httpx.Client(timeout=10) as http, http.stream(
-        "POST", f"{gateway.url}/v1/chat/completions", json=stream_request("gpt-hold"), headers=AUTH
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{gateway.url}/v1/chat/completions",
+            json=stream_request("gpt-hold"),
+            headers=AUTH,
+        ) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
@@ -60,9 +66,15 @@ def test_first_chunk_reaches_client_while_upstream_is_still_open(
 def test_client_disconnect_closes_the_upstream_connection(
     gateway: ServerThread, upstream: MockUpstream
 ) -> None:
-    with httpx.Client(timeout=10) as http, http.stream(
-        "POST", f"{gateway.url}/v1/chat/completions", json=stream_request("gpt-hold"), headers=AUTH
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{gateway.url}/v1/chat/completions",
+            json=stream_request("gpt-hold"),
+            headers=AUTH,
+        ) as response,
+    ):
         next(response.iter_raw())
         assert upstream.record.first_chunks_sent.is_set()
     # Leaving the block closed the client connection mid-stream.
@@ -75,14 +87,23 @@ def test_gateway_keeps_serving_after_a_client_disconnect(
 ) -> None:
     for _ in range(3):
         upstream.record.stream_cancelled.clear()
-        with httpx.Client(timeout=10) as http, http.stream(
-            "POST", f"{gateway.url}/v1/chat/completions", json=stream_request("gpt-hold"),
-            headers=AUTH,
-        ) as response:
+        with (
+            httpx.Client(timeout=10) as http,
+            http.stream(
+                "POST",
+                f"{gateway.url}/v1/chat/completions",
+                json=stream_request("gpt-hold"),
+                headers=AUTH,
+            ) as response,
+        ):
             next(response.iter_raw())
         assert upstream.record.stream_cancelled.wait(timeout=10)
-    ok = httpx.post(f"{gateway.url}/v1/chat/completions", headers=AUTH, timeout=10,
-                    json={"model": "gpt-echo", "messages": [{"role": "user", "content": "x"}]})
+    ok = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers=AUTH,
+        timeout=10,
+        json={"model": "gpt-echo", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert ok.status_code == 200
 
 
@@ -93,8 +114,9 @@ def test_gateway_keeps_serving_after_a_client_disconnect(
 def test_upstream_failure_mid_stream_ends_with_error_event_and_done(
     gateway: ServerThread, model: str, reason: bytes
 ) -> None:
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", json=stream_request(model),
-                          headers=AUTH, timeout=10)
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions", json=stream_request(model), headers=AUTH, timeout=10
+    )
     assert response.status_code == 200  # the stream had started; the failure is in-band
     got = events(response.content)
     assert got[-1] == (None, b"[DONE]")
@@ -112,8 +134,12 @@ def test_silent_upstream_hits_read_timeout_in_band(
     upstream: MockUpstream, start_gateway: GatewayFactory
 ) -> None:
     gateway = start_gateway(policy_yaml(upstream.base_url, read_s=0.5))
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", json=stream_request("gpt-hold"),
-                          headers=AUTH, timeout=10)
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json=stream_request("gpt-hold"),
+        headers=AUTH,
+        timeout=10,
+    )
     got = events(response.content)
     assert got[-2][0] == "error" and b"upstream_timeout" in got[-2][1]
     assert got[-1] == (None, b"[DONE]")

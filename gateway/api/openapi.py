@@ -41,7 +41,9 @@ def _inference(summary: str, schema: str, streams: bool) -> dict[str, Any]:
             "summary": summary,
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+                },
             },
             "responses": {
                 "200": {"description": "the upstream's answer", "content": content},
@@ -76,12 +78,21 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "model list"}, **_error_responses(401)},
                 }
             },
-            "/healthz": {"get": {"summary": "Alive", "security": [], "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {
+                "get": {
+                    "summary": "Alive",
+                    "security": [],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
             "/readyz": {
                 "get": {
                     "summary": "Upstreams reachable",
                     "security": [],
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "not ready"},
+                    },
                 }
             },
         },

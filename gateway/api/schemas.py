@@ -15,7 +15,7 @@ TokenCount = Annotated[int, Field(ge=1)]
 
 
 class OpenModel(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
 
 class TextPart(OpenModel):
@@ -108,7 +108,12 @@ class FunctionMessage(OpenModel):
 
 
 Message = Annotated[
-    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
+    SystemMessage
+    | DeveloperMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | FunctionMessage,
     Field(discriminator="role"),
 ]
 

@@ -6,6 +6,7 @@ fields the way the client wrote them (union labels in pydantic's error locations
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import orjson
@@ -30,7 +31,18 @@ def _to_invalid_request(exc: ValidationError, body: bytes) -> InvalidRequest:
             "We could not parse the JSON body of your request: it is not valid JSON.",
             code="invalid_json",
         )
-    data = orjson.loads(body)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # pydantic-core parsed what orjson refuses (NaN, Infinity, numbers beyond a double):
+        # read it the way pydantic did, to name the field all the same.
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return InvalidRequest(
+                "We could not parse the JSON body of your request: it is not valid JSON.",
+                code="invalid_json",
+            )
     if not isinstance(data, dict):
         return InvalidRequest("The request body must be a JSON object.", code="invalid_body")
     best: tuple[int, str, str] | None = None

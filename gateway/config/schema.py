@@ -32,7 +32,6 @@ class ServerConfig(StrictModel):
     drain_timeout_s: float = Field(30.0, ge=0)
 
 
-
 class ApiKey(StrictModel):
     id: str = Field(min_length=1, max_length=64)
     tenant: str = Field(min_length=1, max_length=128)
@@ -46,7 +45,7 @@ class ApiKey(StrictModel):
         if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
             raise ValueError(
                 "sha256 must be the 64 hex digits of the key's SHA-256 digest "
-                "(e.g. printf %s \"$KEY\" | sha256sum)"
+                '(e.g. printf %s "$KEY" | sha256sum)'
             )
         return value
 
@@ -147,14 +146,15 @@ def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str
         if route.backend not in policy.backends:
             known = ", ".join(sorted(policy.backends))
             problems.append(
-                (("models", name, "backend"), f"unknown backend {route.backend!r} (declared: {known})")
+                (
+                    ("models", name, "backend"),
+                    f"unknown backend {route.backend!r} (declared: {known})",
+                )
             )
     for index, key in enumerate(policy.auth.keys):
         for model in key.models:
             if model != "*" and model not in policy.models:
-                problems.append(
-                    (("auth", "keys", index, "models"), f"unknown model {model!r}")
-                )
+                problems.append((("auth", "keys", index, "models"), f"unknown model {model!r}"))
     return problems
 
 

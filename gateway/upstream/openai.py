@@ -61,7 +61,12 @@ class OpenAIUpstream:
             headers["authorization"] = f"Bearer {env[config.api_key_env]}"
         self._headers = headers
         t = config.timeouts
-        self._timeouts = {"connect": t.connect_s, "read": t.read_s, "write": t.read_s, "pool": t.connect_s}
+        self._timeouts = {
+            "connect": t.connect_s,
+            "read": t.read_s,
+            "write": t.read_s,
+            "pool": t.connect_s,
+        }
         self._transport = AiohttpTransport(
             limits=httpx.Limits(max_connections=config.max_connections, keepalive_expiry=60.0)
         )
@@ -115,7 +120,10 @@ class OpenAIUpstream:
         headers = dict(self._headers)
         headers["x-request-id"] = request_id
         request = httpx.Request(
-            "POST", self.url(path), headers=headers, content=body,
+            "POST",
+            self.url(path),
+            headers=headers,
+            content=body,
             extensions={"timeout": self._timeouts},
         )
         try:
@@ -137,7 +145,9 @@ class OpenAIUpstream:
         cause = exc.__cause__
         where = f"Upstream '{self.name}' ({self.config.base_url})"
         if isinstance(cause, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
-            return _Retryable(UpstreamUnavailable(f"{where} refused the connection or is unreachable."))
+            return _Retryable(
+                UpstreamUnavailable(f"{where} refused the connection or is unreachable.")
+            )
         if isinstance(cause, aiohttp.ServerDisconnectedError):
             return _Retryable(UpstreamError(f"{where} closed the connection before answering."))
         if isinstance(cause, aiohttp.SocketTimeoutError) or isinstance(exc, httpx.ReadTimeout):
@@ -147,15 +157,19 @@ class OpenAIUpstream:
             )
         if isinstance(exc, httpx.ConnectTimeout):
             return _Retryable(
-                UpstreamTimeout(f"{where} did not accept a connection within "
-                                f"{self.config.timeouts.connect_s:g} s.")
+                UpstreamTimeout(
+                    f"{where} did not accept a connection within "
+                    f"{self.config.timeouts.connect_s:g} s."
+                )
             )
         return UpstreamError(f"{where} failed: {type(cause or exc).__name__}: {cause or exc}")
 
     async def probe(self, timeout_s: float = 2.0) -> str | None:
         """None when the upstream answers `GET /models` with anything below 500, else why not."""
         request = httpx.Request(
-            "GET", self.url("/models"), headers=self._headers,
+            "GET",
+            self.url("/models"),
+            headers=self._headers,
             extensions={"timeout": {"connect": timeout_s, "read": timeout_s, "pool": timeout_s}},
         )
         try:

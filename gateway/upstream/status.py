@@ -50,7 +50,9 @@ def error_for_status(
         headers = {"retry-after": retry_after} if retry_after else None
         if is_openai_error_body(body):
             return RelayedError(status, body, headers)
-        message = f"Upstream '{backend}' rejected the request (HTTP {status}): {upstream_message(body)}"
+        message = (
+            f"Upstream '{backend}' rejected the request (HTTP {status}): {upstream_message(body)}"
+        )
         return RelayedError(
             status, error_body(message, "invalid_request_error", None, "upstream_rejected"), headers
         )

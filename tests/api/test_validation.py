@@ -29,12 +29,26 @@ def chat(**fields: object) -> dict:
         (chat(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
         (chat(messages=[{"content": "x"}]), "messages[0].role"),
         (chat(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
-        (chat(messages=[{"role": "user", "content": [{"type": "text"}]}]), "messages[0].content[0].text"),
-        (chat(messages=[{"role": "user", "content": [{"type": "video"}]}]), "messages[0].content[0].type"),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "text"}]}]),
+            "messages[0].content[0].text",
+        ),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "video"}]}]),
+            "messages[0].content[0].type",
+        ),
         (chat(messages=[{"role": "tool", "content": "42"}]), "messages[0].tool_call_id"),
-        (chat(messages=[{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
-                                                               "function": {"name": "f"}}]}]),
-         "messages[0].tool_calls[0].function.arguments"),
+        (
+            chat(
+                messages=[
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f"}}],
+                    }
+                ]
+            ),
+            "messages[0].tool_calls[0].function.arguments",
+        ),
         (chat(temperature=2.5), "temperature"),
         (chat(temperature="hot"), "temperature"),
         (chat(top_p=-0.1), "top_p"),
@@ -46,8 +60,10 @@ def chat(**fields: object) -> dict:
         (chat(stream_options={"include_usage": "yes"}), "stream_options.include_usage"),
         (chat(logprobs=True, top_logprobs=21), "top_logprobs"),
         (chat(seed=1.5), "seed"),
-        (chat(tools=[{"type": "function", "function": {"name": "bad name!"}}]),
-         "tools[0].function.name"),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "bad name!"}}]),
+            "tools[0].function.name",
+        ),
         (chat(tool_choice="sometimes"), "tool_choice"),
         (chat(response_format={"type": "xml"}), "response_format.type"),
         (chat(response_format={"type": "json_schema"}), "response_format.json_schema"),
@@ -69,19 +85,38 @@ def test_valid_requests_with_every_content_shape_pass() -> None:
         messages=[
             {"role": "system", "content": "be brief"},
             {"role": "developer", "content": [{"type": "text", "text": "really"}]},
-            {"role": "user", "content": [
-                {"type": "text", "text": "look"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}},
-            ], "name": "u1"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,AA", "detail": "low"},
+                    },
+                ],
+                "name": "u1",
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
         ],
         tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
         tool_choice={"type": "function", "function": {"name": "f"}},
         response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
-        stop="END", n=2, seed=7, logprobs=True, top_logprobs=3, max_completion_tokens=5,
-        stream=True, stream_options={"include_usage": True}, metadata={"team": "a"},
+        stop="END",
+        n=2,
+        seed=7,
+        logprobs=True,
+        top_logprobs=3,
+        max_completion_tokens=5,
+        stream=True,
+        stream_options={"include_usage": True},
+        metadata={"team": "a"},
         some_future_parameter={"kept": True},
     )
     request = parse_request(ChatCompletionRequest, orjson.dumps(body))
@@ -96,7 +131,11 @@ def test_valid_requests_with_every_content_shape_pass() -> None:
         (CompletionRequest, {"model": "m", "prompt": [1.5]}, "prompt[0]"),
         (CompletionRequest, {"model": "m", "prompt": "x", "logprobs": 6}, "logprobs"),
         (EmbeddingRequest, {"model": "m", "input": {"a": 1}}, "input"),
-        (EmbeddingRequest, {"model": "m", "input": "x", "encoding_format": "hex"}, "encoding_format"),
+        (
+            EmbeddingRequest,
+            {"model": "m", "input": "x", "encoding_format": "hex"},
+            "encoding_format",
+        ),
     ],
 )
 def test_completion_and_embedding_errors(schema: type, body: dict, param: str) -> None:
@@ -130,14 +169,17 @@ def test_oversized_chunked_body_is_413_without_content_length(gateway: ServerThr
             yield b"a" * 4096
         yield b'"}'
 
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=body(), headers=AUTH,
-                          timeout=10)
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions", content=body(), headers=AUTH, timeout=10
+    )
     assert response.status_code == 413
 
 
 def test_unknown_fields_reach_the_upstream_untouched(gateway: ServerThread, upstream) -> None:
     response = httpx.post(
-        f"{gateway.url}/v1/chat/completions", headers=AUTH, timeout=10,
+        f"{gateway.url}/v1/chat/completions",
+        headers=AUTH,
+        timeout=10,
         json=chat(model="gpt-echo", reasoning_effort="low", store=False),
     )
     assert response.status_code == 200
@@ -148,5 +190,7 @@ def test_unknown_fields_reach_the_upstream_untouched(gateway: ServerThread, upst
 def test_openapi_document_describes_the_endpoints(gateway: ServerThread) -> None:
     doc = httpx.get(f"{gateway.url}/openapi.json", timeout=10).json()
     assert doc["openapi"].startswith("3.1")
-    assert {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"} <= set(doc["paths"])
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"} <= set(
+        doc["paths"]
+    )
     assert "ChatCompletionRequest" in doc["components"]["schemas"]

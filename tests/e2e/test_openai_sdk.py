@@ -45,7 +45,9 @@ def test_insane_request_id_is_replaced(gateway: ServerThread) -> None:
 
 def test_streaming_chat_yields_every_chunk(gateway: ServerThread) -> None:
     stream = client(gateway).chat.completions.create(
-        model="gpt-echo", messages=MESSAGES, stream=True,
+        model="gpt-echo",
+        messages=MESSAGES,
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)

@@ -72,8 +72,10 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes
 def last_user_text(payload: dict[str, Any]) -> str:
     if "messages" in payload:
         content = payload["messages"][-1].get("content") or ""
-        return content if isinstance(content, str) else " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict)
+        return (
+            content
+            if isinstance(content, str)
+            else " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         )
     prompt = payload.get("prompt", "")
     return prompt if isinstance(prompt, str) else str(prompt)
@@ -82,12 +84,16 @@ def last_user_text(payload: dict[str, Any]) -> str:
 class MockUpstream:
     def __init__(self) -> None:
         self.record = Record()
-        self.server = ServerThread(Router(routes=[
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            Route("/v1/completions", self.chat, methods=["POST"]),
-            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
-        ]))
+        self.server = ServerThread(
+            Router(
+                routes=[
+                    Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                    Route("/v1/completions", self.chat, methods=["POST"]),
+                    Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                    Route("/v1/models", self.models, methods=["GET"]),
+                ]
+            )
+        )
 
     @property
     def base_url(self) -> str:
@@ -107,11 +113,14 @@ class MockUpstream:
     async def embeddings(self, request: Request) -> Response:
         payload = orjson.loads(await request.body())
         self.record.seen.append(payload)
-        return JSONResponse({
-            "object": "list", "model": payload["model"],
-            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-            "usage": {"prompt_tokens": 2, "total_tokens": 2},
-        })
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": payload["model"],
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            }
+        )
 
     async def chat(self, request: Request) -> Response:
         payload = orjson.loads(await request.body())
@@ -127,8 +136,16 @@ class MockUpstream:
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
         if behaviour == "bad-400":
             return JSONResponse(
-                {"error": {"message": "context too long", "type": "invalid_request_error",
-                           "param": "messages", "code": "context_length_exceeded"}}, 400)
+                {
+                    "error": {
+                        "message": "context too long",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                },
+                400,
+            )
         if behaviour == "flaky-503" and self.record.attempts[rid] < 3:
             return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, 503)
         if behaviour == "always-503":
@@ -141,10 +158,14 @@ class MockUpstream:
                 return JSONResponse(text_completion(model, text))
             return JSONResponse(completion(model, text))
         if behaviour == "hold":
-            return HeldStream(self.record, [chunk(model, {"role": "assistant", "content": "first"})],
-                              [chunk(model, {"content": " last"}, "stop"), b"data: [DONE]\n\n"])
-        return StreamingResponse(self._stream(model, behaviour, text, payload),
-                                 media_type="text/event-stream")
+            return HeldStream(
+                self.record,
+                [chunk(model, {"role": "assistant", "content": "first"})],
+                [chunk(model, {"content": " last"}, "stop"), b"data: [DONE]\n\n"],
+            )
+        return StreamingResponse(
+            self._stream(model, behaviour, text, payload), media_type="text/event-stream"
+        )
 
     async def _stream(self, model: str, behaviour: str, text: str, payload: dict[str, Any]):
         yield chunk(model, {"role": "assistant", "content": ""})
@@ -160,10 +181,18 @@ class MockUpstream:
             return
         yield chunk(model, {}, "stop")
         if (payload.get("stream_options") or {}).get("include_usage"):
-            usage = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
-                     "model": model, "choices": [],
-                     "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
-                               "total_tokens": 5 + len(words)}}
+            usage = {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 5,
+                    "completion_tokens": len(words),
+                    "total_tokens": 5 + len(words),
+                },
+            }
             yield b"data: " + orjson.dumps(usage) + b"\n\n"
         yield b"data: [DONE]\n\n"
 

@@ -20,8 +20,14 @@ class ServerThread:
     def __init__(self, app: ASGIApp, port: int | None = None) -> None:
         self.port = port or free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
-            lifespan="on", log_level="warning", access_log=False,
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

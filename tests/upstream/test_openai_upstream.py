@@ -17,8 +17,12 @@ AUTH = {"authorization": f"Bearer {ALICE_KEY}"}
 
 def chat(gateway: ServerThread, model: str, rid: str, stream: bool = False) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "x"}], "stream": stream}
-    return httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=20,
-                      headers={**AUTH, "x-request-id": rid})
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json=body,
+        timeout=20,
+        headers={**AUTH, "x-request-id": rid},
+    )
 
 
 def error_of(response: httpx.Response) -> dict:
