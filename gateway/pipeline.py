@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.api.validation import parse_request
 from gateway.asgi import (
-    JSON,
     Receive,
     RequestHead,
     Scope,
@@ -27,6 +26,7 @@ from gateway.asgi import (
     send_body,
     send_error,
 )
+from gateway.disconnect import ClientWatch
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -35,8 +35,10 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.runtime import Route
 from gateway.service import Gateway
 from gateway.streaming import SSE_HEADERS, relay_stream
+from gateway.upstream.openai import UpstreamReply
 
 log = logging.getLogger("sluicegate")
 
@@ -82,7 +84,6 @@ class InferencePipeline:
             )
 
     async def _handle(self, receive: Receive, send: Send, head: RequestHead) -> None:
-        request_id = head.request_id
         runtime = self.gateway.runtime
         principal = runtime.keyring.authenticate(head.authorization)
         body = await read_body(receive, head, runtime.policy.server.max_body_bytes)
@@ -90,36 +91,52 @@ class InferencePipeline:
         model: str = request.model  # type: ignore[attr-defined]
         route = runtime.route(model)
         principal.check_model(model)
-        if route.renames_model:
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                # pydantic-core accepted it, orjson cannot carry it: NaN, Infinity (not JSON at
-                # all, RFC 8259) or a number beyond a double somewhere. The client's mistake.
-                raise InvalidRequest(
-                    "The request body is not strict JSON: it holds NaN, Infinity or a number "
-                    "too large for a double.",
-                    code="invalid_json",
-                ) from None
-            data["model"] = route.upstream_model
-            body = orjson.dumps(data)
-        reply = await route.upstream.open(self.endpoint.upstream_path, body, request_id)
-        rid = request_id.encode()
-        if self.endpoint.streams and getattr(request, "stream", None):
-            headers = [*SSE_HEADERS, (b"x-request-id", rid)]
-            await relay_stream(reply, receive, send, headers, route.upstream.name)
-            return
+        body = upstream_body(body, route)
+        streaming = self.endpoint.streams and bool(getattr(request, "stream", False))
+        watch = ClientWatch(receive)
         try:
-            async with asyncio.timeout_at(reply.deadline):
-                content = await reply.read()
-        except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamTimeout(
-                f"Upstream '{route.upstream.name}' did not finish its answer in time."
-            ) from None
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"Upstream '{route.upstream.name}' broke off its answer: {exc.__cause__ or exc}"
-            ) from None
+            reply = await route.upstream.open(self.endpoint.upstream_path, body, head.request_id)
+            if streaming:
+                headers = [*SSE_HEADERS, (b"x-request-id", head.request_id.encode())]
+                await relay_stream(reply, send, headers, route.upstream.name)
+            else:
+                content = await read_whole(reply, route.upstream.name)
+                await send_body(send, 200, content, head.request_id, reply.content_type.encode())
+        except asyncio.CancelledError:
+            if not watch.absorb_cancel():
+                raise
+            log.debug("client went away; request %s cancelled upstream", head.request_id)
         finally:
-            await reply.aclose()
-        await send_body(send, 200, content, request_id, reply.content_type.encode() or JSON)
+            watch.stop()
+
+
+def upstream_body(body: bytes, route: Route) -> bytes:
+    """The body to send upstream: the client's bytes, with the model renamed if the route says."""
+    if not route.renames_model:
+        return body
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # pydantic-core accepted it, orjson cannot carry it: NaN, Infinity (not JSON at
+        # all, RFC 8259) or a number beyond a double somewhere. The client's mistake.
+        raise InvalidRequest(
+            "The request body is not strict JSON: it holds NaN, Infinity or a number "
+            "too large for a double.",
+            code="invalid_json",
+        ) from None
+    data["model"] = route.upstream_model
+    return orjson.dumps(data)
+
+
+async def read_whole(reply: UpstreamReply, backend: str) -> bytes:
+    try:
+        async with asyncio.timeout_at(reply.deadline):
+            return await reply.read()
+    except (TimeoutError, httpx.TimeoutException):
+        raise UpstreamTimeout(f"Upstream '{backend}' did not finish its answer in time.") from None
+    except httpx.TransportError as exc:
+        raise UpstreamError(
+            f"Upstream '{backend}' broke off its answer: {exc.__cause__ or exc}"
+        ) from None
+    finally:
+        await reply.aclose()

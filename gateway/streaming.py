@@ -12,7 +12,7 @@ import logging
 
 import httpx
 
-from gateway.asgi import Receive, Send
+from gateway.asgi import Send
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_body
 from gateway.upstream.openai import UpstreamReply
 
@@ -51,50 +51,25 @@ def error_event(error: GatewayError) -> bytes:
 
 async def relay_stream(
     reply: UpstreamReply,
-    receive: Receive,
     send: Send,
     headers: list[tuple[bytes, bytes]],
     backend: str,
 ) -> StreamOutcome:
-    relay = asyncio.current_task()
-    assert relay is not None
-    state = {"gone": False, "done": False}
-
-    async def watch_disconnect() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                if not state["done"]:
-                    state["gone"] = True
-                    relay.cancel()
-                return
-
-    watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+    """Relay until the upstream ends or fails; a client disconnect arrives as a cancellation."""
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         failure = await _pump(reply, send, backend)
-        if failure is not None:
-            log.warning("stream from %s ended early: %s", backend, failure.message)
-        state["done"] = True
-        tail = error_event(failure) if failure is not None else b""
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-        return StreamOutcome.COMPLETED if failure is None else StreamOutcome.UPSTREAM_FAILED
-    except asyncio.CancelledError:
-        if not state["gone"]:
-            raise
-        relay.uncancel()
-        return StreamOutcome.CLIENT_DISCONNECTED
     except Exception:
         # The response has started: the only honest way left to fail is inside the stream.
         log.exception("stream relay from %s failed", backend)
-        state["done"] = True
         failure = UpstreamError(f"The gateway failed while relaying the stream from '{backend}'.")
-        await send({"type": "http.response.body", "body": error_event(failure), "more_body": False})
-        return StreamOutcome.UPSTREAM_FAILED
     finally:
-        state["done"] = True
-        watcher.cancel()
         await reply.aclose()
+    if failure is not None:
+        log.warning("stream from %s ended early: %s", backend, failure.message)
+    tail = error_event(failure) if failure is not None else b""
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    return StreamOutcome.COMPLETED if failure is None else StreamOutcome.UPSTREAM_FAILED
 
 
 async def _pump(reply: UpstreamReply, send: Send, backend: str) -> GatewayError | None:

@@ -63,9 +63,16 @@ def test_first_chunk_reaches_client_while_upstream_is_still_open(
     assert b" last" in rest
 
 
+@pytest.fixture
+def patient_gateway(upstream: MockUpstream, start_gateway: GatewayFactory) -> ServerThread:
+    """A read timeout far beyond the waits below: only a disconnect can end an upstream call."""
+    return start_gateway(policy_yaml(upstream.base_url, read_s=60))
+
+
 def test_client_disconnect_closes_the_upstream_connection(
-    gateway: ServerThread, upstream: MockUpstream
+    patient_gateway: ServerThread, upstream: MockUpstream
 ) -> None:
+    gateway = patient_gateway
     with (
         httpx.Client(timeout=10) as http,
         http.stream(
@@ -77,14 +84,15 @@ def test_client_disconnect_closes_the_upstream_connection(
     ):
         next(response.iter_raw())
         assert upstream.record.first_chunks_sent.is_set()
-    # Leaving the block closed the client connection mid-stream.
-    assert upstream.record.stream_cancelled.wait(timeout=10)
+    # Leaving the block closed the client connection mid-stream; total_s (10 s) is further off.
+    assert upstream.record.stream_cancelled.wait(timeout=5)
     assert not upstream.record.release.is_set()
 
 
 def test_gateway_keeps_serving_after_a_client_disconnect(
-    gateway: ServerThread, upstream: MockUpstream
+    patient_gateway: ServerThread, upstream: MockUpstream
 ) -> None:
+    gateway = patient_gateway
     for _ in range(3):
         upstream.record.stream_cancelled.clear()
         with (
@@ -97,7 +105,7 @@ def test_gateway_keeps_serving_after_a_client_disconnect(
             ) as response,
         ):
             next(response.iter_raw())
-        assert upstream.record.stream_cancelled.wait(timeout=10)
+        assert upstream.record.stream_cancelled.wait(timeout=5)
     ok = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         headers=AUTH,
@@ -159,3 +167,25 @@ def test_silent_upstream_hits_read_timeout_in_band(
 )
 def test_split_events_finds_the_end_of_the_last_whole_event(data: bytes, end: int) -> None:
     assert split_events(data) == end
+
+
+def test_client_giving_up_on_a_plain_request_cancels_the_upstream_call(
+    patient_gateway: ServerThread, upstream: MockUpstream
+) -> None:
+    gateway = patient_gateway
+    body = {"model": "gpt-hold", "messages": [{"role": "user", "content": "long job"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=AUTH, timeout=1.0)
+    assert upstream.record.first_chunks_sent.is_set()  # the upstream had the request
+    assert upstream.record.stream_cancelled.wait(timeout=5)
+    assert not upstream.record.release.is_set()
+
+
+def test_released_plain_request_still_completes(
+    gateway: ServerThread, upstream: MockUpstream
+) -> None:
+    upstream.record.release.set()
+    body = {"model": "gpt-hold", "messages": [{"role": "user", "content": "long job"}]}
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=AUTH, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "echo: long job"

@@ -153,6 +153,10 @@ class MockUpstream:
         if behaviour == "slow":
             await asyncio.sleep(float(model.split(":")[1]))
         text = f"echo: {last_user_text(payload)}"
+        if behaviour == "hold" and not payload.get("stream"):
+            # Headers now, the body only once released: a long non-streamed generation.
+            body = orjson.dumps(completion(model, text))
+            return HeldStream(self.record, [], [body], media_type=b"application/json")
         if not payload.get("stream"):
             if request.url.path.endswith("/v1/completions"):
                 return JSONResponse(text_completion(model, text))
@@ -200,12 +204,18 @@ class MockUpstream:
 class HeldStream(Response):
     """Sends its first chunks, then waits until the test releases it or the client goes away."""
 
-    def __init__(self, record: Record, first: list[bytes], rest: list[bytes]) -> None:
-        super().__init__(media_type="text/event-stream")
-        self.record, self.first, self.rest = record, first, rest
+    def __init__(
+        self,
+        record: Record,
+        first: list[bytes],
+        rest: list[bytes],
+        media_type: bytes = b"text/event-stream",
+    ) -> None:
+        super().__init__()
+        self.record, self.first, self.rest, self.held_type = record, first, rest, media_type
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = [(b"content-type", b"text/event-stream")]
+        headers = [(b"content-type", self.held_type)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         for part in self.first:
             await send({"type": "http.response.body", "body": part, "more_body": True})
