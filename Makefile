@@ -34,13 +34,16 @@ install: $(STAMP)
 serve: install
 	$(PYTHON) -m gateway serve $(ARGS)
 
+# Answers PONG or fails; plain bash, so it works where redis-cli is not installed.
+REDIS_PING = exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && read -r -t 2 reply <&3 && [[ $$reply == +PONG* ]]
+
 redis:
-	@if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then :; \
+	@if ( $(REDIS_PING) ) 2>/dev/null; then :; \
 	elif command -v redis-server >/dev/null 2>&1; then \
 		echo "starting redis-server on 127.0.0.1:6379"; \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
-		for i in $$(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done; \
-		redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "redis-server did not come up"; exit 1; }; \
+		for i in $$(seq 50); do ( $(REDIS_PING) ) 2>/dev/null && break; sleep 0.1; done; \
+		( $(REDIS_PING) ) 2>/dev/null || { echo "redis-server did not come up on 127.0.0.1:6379"; exit 1; }; \
 	else \
 		echo "The tests need Redis on 127.0.0.1:6379 and redis-server is not installed."; \
 		echo "Install it (Debian: apt-get install redis-server) or start one on that port."; \

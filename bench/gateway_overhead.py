@@ -5,11 +5,15 @@ A fast C mock of an OpenAI-compatible upstream (bench/mock_upstream.c) and a
 closed-loop C load generator (bench/loadgen.c) share one CPU; the gateway gets
 another CPU to itself. For every (stream, concurrency) cell the load generator
 runs against the mock directly and against the gateway in front of it, in
-interleaved rounds, and the medians over rounds are compared.
+interleaved rounds, and the medians over rounds are compared. With --litellm,
+LiteLLM's proxy is started in front of the same mock, on the gateway's CPU, and
+measured as a third target in the same rounds (only one of the two proxies is
+under load at any time; the other sits idle).
 
     .venv/bin/python bench/gateway_overhead.py            # 3 rounds x 5 s per cell
     .venv/bin/python bench/gateway_overhead.py --quick    # 1 round x 2 s per cell
     .venv/bin/python bench/gateway_overhead.py --direct-only --quick
+    .venv/bin/python bench/gateway_overhead.py --litellm  # also LiteLLM's proxy
 
 See bench/README.md for the method and the meaning of each column.
 """
@@ -50,6 +54,16 @@ BASE_BODY: dict[str, Any] = {
     "max_tokens": 16,
 }
 
+# --litellm without a value: $SLUICE_BENCH_LITELLM, else this path.
+LITELLM_ENV = "SLUICE_BENCH_LITELLM"
+DEFAULT_LITELLM = Path("/tmp/litellm-venv/bin/litellm")
+LITELLM_HEALTH_PATH = "/health/liveliness"
+# Per-request timeout (loadgen --timeout-s). LiteLLM queues ~1 s of work at 64
+# connections, so it gets a generous one; the gateway and the mock answer in ms.
+LOADGEN_TIMEOUT_S = {"direct": 15.0, "gateway": 15.0, "litellm": 60.0}
+# Proxies under test, in the order they run within a cell (after "direct").
+SERVER_TARGETS = ("gateway", "litellm")
+
 POLICY_TEMPLATE = """\
 server:
   host: 127.0.0.1
@@ -67,6 +81,19 @@ backends:
 models:
   mock-model:
     backend: mock
+"""
+
+LITELLM_CONFIG_TEMPLATE = """\
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_base: http://127.0.0.1:{mock_port}/v1
+      api_key: sk-upstream
+general_settings:
+  master_key: {master_key}
+litellm_settings:
+  telemetry: false
 """
 
 
@@ -305,36 +332,131 @@ def start_gateway(
             start_new_session=True,
         )
     children.add("gateway", proc)
+    wait_healthy("gateway", proc, cmd, out_path, port, "/healthz", startup_timeout)
+    return proc, cmd, out_path
+
+
+def wait_healthy(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    cmd: list[str],
+    out_path: Path,
+    port: int,
+    path: str,
+    startup_timeout: float,
+) -> None:
+    """Poll GET path until it answers 200; fail with the process's output otherwise."""
     deadline = time.monotonic() + startup_timeout
     last_err = "no answer yet"
     while True:
         rc = proc.poll()
         if rc is not None:
             raise BenchError(
-                f"gateway exited during start-up (rc={rc}). Command: {' '.join(cmd)}\n"
-                f"--- gateway output ---\n{tail(out_path)}"
+                f"{name} exited during start-up (rc={rc}). Command: {' '.join(cmd)}\n"
+                f"--- {name} output ---\n{tail(out_path)}"
             )
         try:
-            status, _h, body = http_request(port, "GET", "/healthz", timeout=1.0)
+            status, _h, body = http_request(port, "GET", path, timeout=1.0)
             if status == 200:
-                return proc, cmd, out_path
-            last_err = f"GET /healthz -> {status}: {body[:200]!r}"
+                return
+            last_err = f"GET {path} -> {status}: {body[:200]!r}"
         except OSError as exc:
-            last_err = f"GET /healthz: {exc}"
+            last_err = f"GET {path}: {exc}"
         if time.monotonic() > deadline:
             raise BenchError(
-                f"gateway did not answer GET /healthz with 200 within {startup_timeout:g} s "
+                f"{name} did not answer GET {path} with 200 within {startup_timeout:g} s "
                 f"({last_err}). "
-                f"Command: {' '.join(cmd)}\n--- gateway output ---\n{tail(out_path)}"
+                f"Command: {' '.join(cmd)}\n--- {name} output ---\n{tail(out_path)}"
             )
         time.sleep(0.1)
 
 
-def check_endpoint(port: int, body: bytes, headers: dict[str, str], stream: bool) -> str | None:
+def start_litellm(
+    binary: Path,
+    port: int,
+    mock_port: int,
+    key: str,
+    pin: Pinning,
+    workdir: Path,
+    children: Children,
+    startup_timeout: float,
+) -> tuple[subprocess.Popen[bytes], list[str], Path]:
+    """LiteLLM's proxy (one uvicorn worker) in front of the mock, on the gateway's CPUs.
+
+    Kept off the network: the bundled model cost map instead of a download,
+    telemetry off, loopback only. LITELLM_LOG=ERROR also sets uvicorn's log level,
+    which silences its access log (the CLI has no flag for that): like the gateway
+    (access_log=False), it writes nothing per request.
+    """
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        LITELLM_CONFIG_TEMPLATE.format(model=MODEL, mock_port=mock_port, master_key=key)
+    )
+    cmd = [
+        *pin.gateway(),
+        str(binary),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    env = dict(os.environ)
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_LOG="ERROR",
+        PYTHONUNBUFFERED="1",
+    )
+    no_proxy = ",".join(x for x in (env.get("no_proxy"), "127.0.0.1,localhost") if x)
+    env["no_proxy"] = env["NO_PROXY"] = no_proxy
+    out_path = workdir / "litellm.log"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=str(workdir),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    children.add("litellm", proc)
+    wait_healthy("litellm", proc, cmd, out_path, port, LITELLM_HEALTH_PATH, startup_timeout)
+    return proc, cmd, out_path
+
+
+def litellm_version(binary: Path) -> str | None:
+    """The installed litellm version, asked of the interpreter its script runs under."""
+    candidates = [binary.parent / "python"]
+    try:
+        first = binary.read_bytes()[:300].split(b"\n", 1)[0].decode("utf-8", "replace")
+        if first.startswith("#!"):
+            candidates.insert(0, Path(first[2:].strip().split()[0]))
+    except OSError:
+        pass
+    code = "import importlib.metadata as m; print(m.version('litellm'))"
+    for python in candidates:
+        try:
+            res = subprocess.run(
+                [str(python), "-c", code], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if res.returncode == 0 and res.stdout.strip():
+            return res.stdout.strip()
+    return None
+
+
+def check_endpoint(
+    port: int, body: bytes, headers: dict[str, str], stream: bool, timeout: float = 15.0
+) -> str | None:
     """One request through the full path. Returns None if it looks right, else a description."""
     try:
         status, hdrs, data = http_request(
-            port, "POST", CHAT_PATH, body=body, headers=headers, timeout=15.0
+            port, "POST", CHAT_PATH, body=body, headers=headers, timeout=timeout
         )
     except OSError as exc:
         return f"request failed: {exc}"
@@ -402,6 +524,33 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return ticks / _CLK_TCK
 
 
+def wait_idle(
+    pid: int, quiet_s: float = 0.3, max_wait_s: float = 30.0
+) -> tuple[float, float, bool]:
+    """Wait until pid's process tree stops using CPU (at most one clock tick in quiet_s).
+
+    A closed-loop client that stops leaves its in-flight requests behind; a proxy
+    may go on working on them after the run. Waiting here keeps that work out of
+    the next run on the same CPU. Returns (CPU seconds used meanwhile, seconds
+    waited, whether it went quiet).
+    """
+    t0 = time.monotonic()
+    c0 = last = process_tree_cpu_seconds(pid)
+    last_t = t0
+    while True:
+        time.sleep(0.1)
+        now = time.monotonic()
+        c = process_tree_cpu_seconds(pid)
+        if c != c:  # NaN: the process is gone
+            return 0.0, now - t0, False
+        if c - last > 1.5 / _CLK_TCK:
+            last, last_t = c, now
+        elif now - last_t >= quiet_s:
+            return c - c0, now - t0, True
+        if now - t0 > max_wait_s:
+            return c - c0, now - t0, False
+
+
 def run_loadgen(
     binary: Path,
     port: int,
@@ -411,6 +560,7 @@ def run_loadgen(
     duration: float,
     warmup: float,
     pin: Pinning,
+    timeout_s: float = 15.0,
 ) -> dict[str, Any]:
     cmd = [
         *pin.aux(),
@@ -430,7 +580,7 @@ def run_loadgen(
         "--concurrency", str(concurrency),
         "--duration-s", f"{duration:g}",
         "--warmup-s", f"{warmup:g}",
-        "--timeout-s", "15",
+        "--timeout-s", f"{timeout_s:g}",
         "--json",
     ]  # fmt: skip
     try:
@@ -523,20 +673,49 @@ def summarize(
             agg["errors"] = sum(r["errors"] for r in rs)
             agg["requests"] = sum(r["requests"] for r in rs)
             agg["aux_cpu_utilization"] = _median([r.get("aux_cpu_utilization") for r in rs])
-            if target == "gateway":
-                agg["cpu_us_per_request"] = _median(
-                    [r.get("gateway_cpu_us_per_request") for r in rs]
-                )
-                agg["cpu_utilization"] = _median([r.get("gateway_cpu_utilization") for r in rs])
+            if target in SERVER_TARGETS:
+                for key in (
+                    "cpu_us_per_request",
+                    "cpu_utilization",
+                    "cpu_us_per_request_with_drain",
+                    "drain_cpu_s",
+                ):
+                    agg[key] = _median([r.get(f"{target}_{key}") for r in rs])
             row[target] = agg
-        d, g = row.get("direct"), row.get("gateway")
+        d, g, lt = row.get("direct"), row.get("gateway"), row.get("litellm")
         if d and g:
             row["added_p50_ms"] = _sub(g["lat_p50_ms"], d["lat_p50_ms"])
             row["added_p99_ms"] = _sub(g["lat_p99_ms"], d["lat_p99_ms"])
             row["added_ttfb_p50_ms"] = _sub(g["ttfb_p50_ms"], d["ttfb_p50_ms"])
             row["throughput_ratio"] = (g["rps"] / d["rps"]) if d["rps"] else None
+        if d and lt:
+            row["litellm_added_p50_ms"] = _sub(lt["lat_p50_ms"], d["lat_p50_ms"])
+            row["litellm_added_p99_ms"] = _sub(lt["lat_p99_ms"], d["lat_p99_ms"])
+            row["litellm_throughput_ratio"] = (lt["rps"] / d["rps"]) if d["rps"] else None
+        if g and lt:
+            row["gw_litellm_throughput_ratio"] = (g["rps"] / lt["rps"]) if lt["rps"] else None
+            gc, lc = g.get("cpu_us_per_request"), lt.get("cpu_us_per_request")
+            row["litellm_gw_cpu_ratio"] = (lc / gc) if gc and lc else None
         summary.append(row)
     return summary
+
+
+def summarize_idle(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU each proxy used while it was not the target (it should be ~0)."""
+    out: dict[str, Any] = {}
+    for name in SERVER_TARGETS:
+        rs = [r for r in runs if name in r.get("idle_cpu_s", {})]
+        if not rs:
+            continue
+        cpu = sum(r["idle_cpu_s"][name] for r in rs)
+        wall = sum(r["wall_s"] for r in rs)
+        out[name] = {
+            "runs": len(rs),
+            "cpu_s": round(cpu, 3),
+            "wall_s": round(wall, 3),
+            "cpu_utilization": (cpu / wall) if wall > 0 else None,
+        }
+    return out
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -544,37 +723,49 @@ def _sub(a: float | None, b: float | None) -> float | None:
 
 
 def format_table(summary: list[dict[str, Any]]) -> str:
-    headers = [
-        "mode", "conc", "direct req/s", "gw req/s", "direct p50/p99 ms", "gw p50/p99 ms",
-        "added p50 ms", "gw TTFB p50 ms", "gw CPU us/req", "non-2xx", "errors",
-    ]  # fmt: skip
+    """One line per cell; the LiteLLM columns appear only when it was measured."""
+    with_litellm = any(row.get("litellm") for row in summary)
 
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    rows = []
-    for row in summary:
+    def p50_p99(agg: dict[str, Any]) -> str:
+        if not agg:
+            return "-"
+        return f"{num(agg.get('lat_p50_ms'), '.3f')} / {num(agg.get('lat_p99_ms'), '.3f')}"
+
+    def cells(row: dict[str, Any]) -> list[tuple[str, str]]:
         d = row.get("direct") or {}
         g = row.get("gateway") or {}
-        rows.append(
-            [
-                "stream" if row["stream"] else "json",
-                str(row["concurrency"]),
-                num(d.get("rps"), ",.0f"),
-                num(g.get("rps"), ",.0f"),
-                f"{num(d.get('lat_p50_ms'), '.3f')} / {num(d.get('lat_p99_ms'), '.3f')}"
-                if d
-                else "-",
-                f"{num(g.get('lat_p50_ms'), '.3f')} / {num(g.get('lat_p99_ms'), '.3f')}"
-                if g
-                else "-",
-                num(row.get("added_p50_ms"), "+.3f"),
-                num(g.get("ttfb_p50_ms"), ".3f") if row["stream"] else "-",
-                num(g.get("cpu_us_per_request"), ",.0f"),
-                str(d.get("non_2xx", 0) + g.get("non_2xx", 0)),
-                str(d.get("errors", 0) + g.get("errors", 0)),
-            ]
-        )
+        lt = row.get("litellm") or {}
+        ratio = row.get("gw_litellm_throughput_ratio")
+        out = [
+            ("mode", "stream" if row["stream"] else "json"),
+            ("conc", str(row["concurrency"])),
+            ("direct req/s", num(d.get("rps"), ",.0f")),
+            ("gw req/s", num(g.get("rps"), ",.0f")),
+        ]
+        if with_litellm:
+            out.append(("litellm req/s", num(lt.get("rps"), ",.1f")))
+            out.append(("gw/litellm req/s", "-" if ratio is None else f"{ratio:.1f}x"))
+        out += [("direct p50/p99 ms", p50_p99(d)), ("gw p50/p99 ms", p50_p99(g))]
+        if with_litellm:
+            out.append(("litellm p50/p99 ms", p50_p99(lt)))
+        out += [
+            ("added p50 ms", num(row.get("added_p50_ms"), "+.3f")),
+            ("gw TTFB p50 ms", num(g.get("ttfb_p50_ms"), ".3f") if row["stream"] else "-"),
+            ("gw CPU us/req", num(g.get("cpu_us_per_request"), ",.0f")),
+        ]
+        if with_litellm:
+            out.append(("litellm CPU us/req", num(lt.get("cpu_us_per_request"), ",.0f")))
+        out += [
+            ("non-2xx", str(sum(a.get("non_2xx", 0) for a in (d, g, lt)))),
+            ("errors", str(sum(a.get("errors", 0) for a in (d, g, lt)))),
+        ]
+        return out
+
+    headers = [h for h, _text in cells({"stream": False, "concurrency": 0})]
+    rows = [[text for _h, text in cells(row)] for row in summary]
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -716,6 +907,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="benchmark only the mock upstream, without starting the gateway",
     )
     p.add_argument(
+        "--litellm",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="also benchmark LiteLLM's proxy, started from this `litellm` executable "
+        f"(without PATH: ${LITELLM_ENV}, else {DEFAULT_LITELLM}); it runs on the gateway's "
+        "CPU, measured in turn with the gateway",
+    )
+    p.add_argument(
         "--allow-errors",
         action="store_true",
         help="keep going when the pre-flight request through the gateway fails",
@@ -731,7 +932,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--startup-timeout-s",
         type=float,
         default=30.0,
-        help="seconds to wait for the gateway's /healthz (default 30)",
+        help="seconds to wait for the gateway's /healthz and LiteLLM's /health/liveliness "
+        "(default 30)",
     )
     p.add_argument(
         "--rebuild", action="store_true", help="recompile the C tools even if they look up to date"
@@ -752,6 +954,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--concurrency values must be >= 1")
     if args.rounds < 1 or args.duration_s <= 0 or args.warmup_s < 0 or args.chunks < 1:
         p.error("--rounds and --chunks must be >= 1, --duration-s > 0, --warmup-s >= 0")
+    if args.litellm is not None:
+        if args.direct_only:
+            p.error("--litellm cannot be combined with --direct-only")
+        if args.litellm == "":
+            args.litellm = os.environ.get(LITELLM_ENV) or str(DEFAULT_LITELLM)
+        exe = Path(args.litellm).expanduser()
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            p.error(
+                f"--litellm: {exe} is not an executable file (install LiteLLM in its own "
+                "virtualenv, see bench/README.md, and pass its bin/litellm)"
+            )
+        args.litellm = exe.absolute()
     return args
 
 
@@ -803,7 +1017,12 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
 
     streams = {"both": [False, True], "off": [False], "on": [True]}[args.stream]
     cells = [(s, c) for s in streams for c in args.concurrency_list]
-    targets = ["direct"] if args.direct_only else ["direct", "gateway"]
+    if args.direct_only:
+        targets = ["direct"]
+    elif args.litellm is not None:
+        targets = ["direct", "gateway", "litellm"]
+    else:
+        targets = ["direct", "gateway"]
 
     bodies: dict[bool, Path] = {}
     body_bytes: dict[bool, bytes] = {}
@@ -813,6 +1032,7 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
         bodies[s] = workdir / f"body_{'stream' if s else 'json'}.json"
         bodies[s].write_bytes(body_bytes[s])
 
+    # One key for both proxies; LiteLLM wants its master key to start with "sk-".
     key = "sk-bench-" + secrets.token_hex(16)
     auth_header = f"Authorization: Bearer {key}"
     json_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -828,9 +1048,9 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 f"mock upstream pre-flight ({'stream' if s else 'json'}) failed: {problem}"
             )
 
-    gw_proc = None
+    # The proxies under test: name -> (process, its output file).
+    servers: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     gw_cmd: list[str] | None = None
-    gw_log: Path | None = None
     if not args.direct_only:
         gw_port = free_port()
         log(
@@ -840,6 +1060,7 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
         gw_proc, gw_cmd, gw_log = start_gateway(
             gw_port, mock_port, key, pin, workdir, children, args.startup_timeout_s
         )
+        servers["gateway"] = (gw_proc, gw_log)
         ports["gateway"] = gw_port
         log(f"gateway is up (pid {gw_proc.pid})")
         for s in streams:
@@ -852,6 +1073,41 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                         "(use --allow-errors to benchmark anyway)"
                     )
                 log(f"warning: {msg}")
+
+    lt_cmd: list[str] | None = None
+    lt_version: str | None = None
+    if args.litellm is not None:
+        lt_version = litellm_version(args.litellm)
+        lt_port = free_port()
+        log(
+            f"starting LiteLLM {lt_version or '(version unknown)'} on 127.0.0.1:{lt_port} "
+            f"(cpu {pin.gateway_cpus if pin.enabled else 'any'}; takes ~10 s) ..."
+        )
+        lt_proc, lt_cmd, lt_log = start_litellm(
+            args.litellm, lt_port, mock_port, key, pin, workdir, children, args.startup_timeout_s
+        )
+        servers["litellm"] = (lt_proc, lt_log)
+        ports["litellm"] = lt_port
+        log(f"LiteLLM is up (pid {lt_proc.pid})")
+        # Both kinds always, whatever --stream says: a LiteLLM that cannot serve
+        # either is not worth comparing with.
+        for s in (False, True):
+            body = dict(BASE_BODY, stream=True) if s else dict(BASE_BODY)
+            problem = check_endpoint(
+                lt_port, json.dumps(body).encode(), json_headers, s, timeout=30.0
+            )
+            if problem:
+                raise BenchError(
+                    f"request through LiteLLM ({'stream' if s else 'json'}) failed: {problem}\n"
+                    f"--- LiteLLM output ---\n{tail(lt_log)}"
+                )
+
+    # Let start-up and pre-flight work settle, so the noise check below and the
+    # first run see idle proxies.
+    for name, (proc, _log) in servers.items():
+        _cpu, waited, quiet = wait_idle(proc.pid, quiet_s=0.5)
+        if not quiet:
+            log(f"warning: {name} still uses CPU {waited:.0f} s after start-up")
 
     # Our children are idle now, so any busy time here belongs to someone else.
     busy_before = cpu_busy()
@@ -870,9 +1126,10 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
 
     plan = [(rnd, s, c, t) for rnd in range(args.rounds) for (s, c) in cells for t in targets]
     per_run = args.warmup_s + args.duration_s
+    est_s = sum(per_run + (0.6 if t in servers else 0.2) for *_x, t in plan)
     log(
         f"{len(plan)} runs x {per_run:g} s (rounds={args.rounds}, duration={args.duration_s:g} s, "
-        f"warm-up={args.warmup_s:g} s): about {len(plan) * (per_run + 0.2) / 60:.1f} min"
+        f"warm-up={args.warmup_s:g} s): about {est_s / 60:.1f} min"
     )
 
     runs: list[dict[str, Any]] = []
@@ -880,18 +1137,19 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
     try:
         for rnd, s, c, target in plan:
             label = f"round {rnd + 1} {'stream' if s else 'json'} c={c} {target}"
-            gw_cpu0 = 0.0
-            if target == "gateway":
-                assert gw_proc is not None and gw_log is not None
-                if gw_proc.poll() is not None:
+            for name, (proc, out_path) in servers.items():
+                if proc.poll() is not None:
                     raise BenchError(
-                        f"gateway exited (rc={gw_proc.returncode}) before: {label}\n{tail(gw_log)}"
+                        f"{name} exited (rc={proc.returncode}) before: {label}\n{tail(out_path)}"
                     )
-                gw_cpu0 = process_tree_cpu_seconds(gw_proc.pid)
             if mock_proc.poll() is not None:
                 raise BenchError(
                     f"mock upstream exited (rc={mock_proc.returncode}) before: {label}"
                 )
+            # Every proxy's CPU time, the target's and the idle ones'.
+            server_cpu0 = {
+                name: process_tree_cpu_seconds(proc.pid) for name, (proc, _p) in servers.items()
+            }
             mock_cpu0 = process_tree_cpu_seconds(mock_proc.pid)
             kids0 = os.times()
             t0 = time.monotonic()
@@ -904,52 +1162,89 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 args.duration_s,
                 args.warmup_s,
                 pin,
+                timeout_s=LOADGEN_TIMEOUT_S[target],
             )
             wall_s = time.monotonic() - t0
             kids1 = os.times()
+            server_cpu = {
+                name: process_tree_cpu_seconds(proc.pid) - server_cpu0[name]
+                for name, (proc, _p) in servers.items()
+            }
             # The CPU shared by mock and loadgen must stay far from saturation in
-            # gateway runs, or the client side would limit what is measured.
+            # proxy runs, or the client side would limit what is measured.
             loadgen_cpu_s = (kids1.children_user - kids0.children_user) + (
                 kids1.children_system - kids0.children_system
             )
             mock_cpu_s = process_tree_cpu_seconds(mock_proc.pid) - mock_cpu0
+            result["wall_s"] = wall_s
             result["loadgen_cpu_s"] = loadgen_cpu_s
             result["mock_cpu_s"] = mock_cpu_s
             result["aux_cpu_utilization"] = (loadgen_cpu_s + mock_cpu_s) / wall_s
-            if target == "gateway":
-                assert gw_proc is not None
-                cpu_s = process_tree_cpu_seconds(gw_proc.pid) - gw_cpu0
+            result["idle_cpu_s"] = {n: v for n, v in server_cpu.items() if n != target}
+            if target in servers:
+                cpu_s = server_cpu[target]
                 done = result.get("requests_total", 0)
-                result["gateway_cpu_s"] = cpu_s
-                result["gateway_cpu_utilization"] = cpu_s / wall_s if wall_s > 0 else None
-                result["gateway_cpu_us_per_request"] = cpu_s * 1e6 / done if done else None
+                # Requests the load generator abandoned at the end may still be
+                # worked on; wait until the proxy is quiet before the next run.
+                drain_cpu_s, drain_s, quiet = wait_idle(servers[target][0].pid)
+                in_flight = result.get("in_flight_at_end", 0)
+                result[f"{target}_cpu_s"] = cpu_s
+                result[f"{target}_cpu_utilization"] = cpu_s / wall_s if wall_s > 0 else None
+                result[f"{target}_cpu_us_per_request"] = cpu_s * 1e6 / done if done else None
+                result[f"{target}_drain_cpu_s"] = drain_cpu_s
+                result[f"{target}_drain_s"] = drain_s
+                result[f"{target}_cpu_us_per_request_with_drain"] = (
+                    (cpu_s + drain_cpu_s) * 1e6 / (done + in_flight) if done + in_flight else None
+                )
+                if not quiet:
+                    progress.write(
+                        f"  warning: {label}: {target} still busy {drain_s:.0f} s after the run"
+                    )
             result.update(round=rnd + 1, stream=s, concurrency=c, target=target)
             runs.append(result)
             progress.step(label, result)
             if result.get("loadgen_stderr") and (result["non_2xx"] or result["errors"]):
                 progress.write(f"  {label}: {result['loadgen_stderr'][:600]}")
-            if target == "gateway" and result["aux_cpu_utilization"] > 0.8:
+            if target in servers and result["aux_cpu_utilization"] > 0.8:
                 progress.write(
                     f"  warning: {label}: mock+loadgen used {result['aux_cpu_utilization']:.0%} "
                     "of their CPU; the client side may be limiting this run"
                 )
+            for name, idle_s in result["idle_cpu_s"].items():
+                if wall_s > 0 and idle_s / wall_s > 0.02:
+                    progress.write(
+                        f"  warning: {label}: {name} used {idle_s / wall_s:.1%} of a CPU while idle"
+                    )
     finally:
         progress.close()
 
     summary = summarize(runs, cells, targets)
+    idle = summarize_idle(runs)
     table = format_table(summary)
-    pin_desc = (
-        f"gateway on CPU {pin.gateway_cpus}, mock+loadgen on CPU {pin.aux_cpus}"
-        if pin.enabled
-        else "unpinned"
-    )
+    if pin.enabled:
+        pin_desc = (
+            f"gateway{' and LiteLLM (measured in turn)' if 'litellm' in servers else ''} "
+            f"on CPU {pin.gateway_cpus}, mock+loadgen on CPU {pin.aux_cpus}"
+        )
+    else:
+        pin_desc = "unpinned"
     print()
     print(
         f"Gateway overhead: {args.rounds} round(s) x {args.duration_s:g} s per cell "
         f"(+{args.warmup_s:g} s warm-up), "
         f"medians over rounds; {pin_desc}; mock sends {args.chunks} SSE events per stream"
+        + (f"; LiteLLM {lt_version or '(version unknown)'}" if "litellm" in servers else "")
     )
     print(table)
+    if idle:
+        print(
+            "Idle proxies (CPU used while another target was measured): "
+            + ", ".join(
+                f"{name} {v['cpu_utilization']:.2%} of a CPU over {v['wall_s']:.0f} s"
+                for name, v in idle.items()
+                if v["cpu_utilization"] is not None
+            )
+        )
     total_bad = sum(r["non_2xx"] + r["errors"] for r in runs)
     if total_bad:
         print(
@@ -983,9 +1278,25 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
             "path": CHAT_PATH,
             "bodies": {("stream" if s else "json"): body_bytes[s].decode() for s in streams},
             "gateway_command": _redact_cmd(gw_cmd, workdir) if gw_cmd else None,
-            "order": "for each round, for each cell: direct then gateway",
+            "litellm": (
+                {
+                    "version": lt_version,
+                    "executable": str(args.litellm),
+                    "command": _redact_cmd(lt_cmd, workdir) if lt_cmd else None,
+                    "config": LITELLM_CONFIG_TEMPLATE.format(
+                        model=MODEL, mock_port="<mock port>", master_key="<bench key>"
+                    ),
+                    "env": {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"},
+                    "cpus": pin.gateway_cpus if pin.enabled else None,
+                }
+                if "litellm" in servers
+                else None
+            ),
+            "loadgen_timeout_s": {t: LOADGEN_TIMEOUT_S[t] for t in targets},
+            "order": "for each round, for each cell: " + " then ".join(targets),
         },
         "summary": summary,
+        "idle_proxies": idle,
         "runs": runs,
         "table": table.splitlines(),
     }

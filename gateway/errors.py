@@ -73,6 +73,20 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RateLimited(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class RateLimitStoreDown(GatewayError):
+    """The rate-limit store cannot answer and the policy says to fail closed."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "rate_limit_store_unavailable"
+
+
 class UnsupportedMediaType(GatewayError):
     status_code = 415
     error_type = "invalid_request_error"

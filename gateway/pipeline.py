@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import orjson
@@ -35,6 +36,8 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.ratelimit.limiter import Admission, Limiter
+from gateway.ratelimit.usage import StreamUsage, estimate_prompt_tokens, usage_of_body
 from gateway.runtime import Route
 from gateway.service import Gateway
 from gateway.streaming import SSE_HEADERS, relay_stream
@@ -91,17 +94,62 @@ class InferencePipeline:
         model: str = request.model  # type: ignore[attr-defined]
         route = runtime.route(model)
         principal.check_model(model)
-        body = upstream_body(body, route)
+        limiter = runtime.limiter
+        if limiter is None:
+            await self._forward(receive, send, head, request, route, body, None)
+            return
+        estimate = partial(estimate_prompt_tokens, request)
+        admission = await limiter.admit(principal, model, head.request_id, estimate)
+        try:
+            await self._forward(receive, send, head, request, route, body, (limiter, admission))
+        except GatewayError as error:
+            error.headers = {**admission.header_map(), **error.headers}
+            raise
+        finally:
+            # Frees concurrency slots on every path: errors, timeouts, disconnects.
+            await asyncio.shield(limiter.settle(admission, None))
+
+    async def _forward(
+        self,
+        receive: Receive,
+        send: Send,
+        head: RequestHead,
+        request: BaseModel,
+        route: Route,
+        body: bytes,
+        limits: tuple[Limiter, Admission] | None,
+    ) -> None:
         streaming = self.endpoint.streams and bool(getattr(request, "stream", False))
+        usage: StreamUsage | None = None
+        extra_headers: list[tuple[bytes, bytes]] = []
+        if limits is not None:
+            extra_headers = limits[1].headers
+            if streaming and limits[1].counts_tokens:
+                options = getattr(request, "stream_options", None)
+                usage = StreamUsage(strip=not (options and options.include_usage))
+        body = upstream_body(body, route, ask_usage=usage is not None and usage.strip)
         watch = ClientWatch(receive)
         try:
             reply = await route.upstream.open(self.endpoint.upstream_path, body, head.request_id)
             if streaming:
                 headers = [*SSE_HEADERS, (b"x-request-id", head.request_id.encode())]
-                await relay_stream(reply, send, headers, route.upstream.name)
+                headers += extra_headers
+                settle = None
+                if limits is not None:
+                    limiter, admission = limits
+                    charged = usage.estimate if usage is not None else None
+
+                    async def settle() -> None:
+                        total = charged(admission.prompt_tokens) if charged else None
+                        await limiter.settle(admission, total)
+
+                await relay_stream(reply, send, headers, route.upstream.name, usage, settle)
             else:
                 content = await read_whole(reply, route.upstream.name)
-                await send_body(send, 200, content, head.request_id, reply.content_type.encode())
+                if limits is not None and limits[1].counts_tokens:
+                    await limits[0].settle(limits[1], usage_of_body(content))
+                content_type = reply.content_type.encode()
+                await send_body(send, 200, content, head.request_id, content_type, extra_headers)
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise
@@ -110,9 +158,10 @@ class InferencePipeline:
             watch.stop()
 
 
-def upstream_body(body: bytes, route: Route) -> bytes:
-    """The body to send upstream: the client's bytes, with the model renamed if the route says."""
-    if not route.renames_model:
+def upstream_body(body: bytes, route: Route, ask_usage: bool = False) -> bytes:
+    """The body to send upstream: the client's bytes, unless the model is renamed or the gateway
+    needs the upstream to report a stream's usage (`stream_options.include_usage`)."""
+    if not route.renames_model and not ask_usage:
         return body
     try:
         data = orjson.loads(body)
@@ -125,6 +174,12 @@ def upstream_body(body: bytes, route: Route) -> bytes:
             code="invalid_json",
         ) from None
     data["model"] = route.upstream_model
+    if ask_usage:
+        options = data.get("stream_options")
+        data["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
     return orjson.dumps(data)
 
 

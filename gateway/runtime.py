@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.auth import KeyRing
+from gateway.config.ratelimit import RateLimitConfig
 from gateway.config.schema import Policy
 from gateway.errors import ModelNotFound
+from gateway.ratelimit.limiter import Limiter
 from gateway.upstream.openai import OpenAIUpstream
 
 
@@ -51,6 +54,9 @@ class Runtime:
             name: Route(name, route.model or name, self.upstreams[route.backend])
             for name, route in policy.models.items()
         }
+        self.limiter: Limiter | None = _limiter(
+            policy.ratelimit, previous.limiter if previous else None
+        )
 
     def env_key(self, backend: str) -> str | None:
         return self._api_keys.get(backend)
@@ -64,10 +70,40 @@ class Runtime:
             )
         return route
 
-    def retired_upstreams(self, successor: Runtime) -> list[OpenAIUpstream]:
+    def retired(self, successor: Runtime) -> list[Closable]:
         """Clients of this runtime that `successor` does not use and that can be closed."""
         kept = {id(u) for u in successor.upstreams.values()}
-        return [u for u in self.upstreams.values() if id(u) not in kept]
+        out: list[Closable] = [u for u in self.upstreams.values() if id(u) not in kept]
+        if self.limiter is not None and successor.limiter is not None:
+            if self.limiter.store is not successor.limiter.store:
+                out.append(self.limiter.store)
+        elif self.limiter is not None:
+            out.append(self.limiter.store)
+        return out
+
+    async def aclose(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+def _limiter(config: RateLimitConfig | None, previous: Limiter | None) -> Limiter | None:
+    """The limiter for `config`, keeping the previous one's counters when the store is the same."""
+    if config is None:
+        return None
+    if previous is None:
+        return Limiter(config)
+    if previous.config == config:
+        return previous
+    same_store = previous.config.store == config.store and (
+        config.store == "memory" or previous.config.redis == config.redis
+    )
+    return Limiter(config, previous.store if same_store else None)
 
 
 def _api_key(env_name: str | None, env: Mapping[str, str]) -> str | None:

@@ -11,8 +11,7 @@ import os
 from collections.abc import Mapping
 
 from gateway.config.schema import Policy
-from gateway.runtime import Runtime
-from gateway.upstream.openai import OpenAIUpstream
+from gateway.runtime import Closable, Runtime
 
 log = logging.getLogger("sluicegate")
 
@@ -25,7 +24,7 @@ class Gateway:
         self.bind_host = bind_host or policy.server.host
         self.runtime = Runtime(policy, self.env)
         # Clients retired by a swap, closed once in-flight requests had time to finish.
-        self._retired: dict[asyncio.Task[None], list[OpenAIUpstream]] = {}
+        self._retired: dict[asyncio.Task[None], list[Closable]] = {}
 
     @property
     def policy(self) -> Policy:
@@ -37,7 +36,7 @@ class Gateway:
         if policy.server != old.policy.server:
             log.warning("policy reload: changes under 'server' take effect only after a restart")
         self.runtime = Runtime(policy, self.env, previous=old)
-        retired = old.retired_upstreams(self.runtime)
+        retired = old.retired(self.runtime)
         if retired:
             task = asyncio.get_running_loop().create_task(
                 self._close_later(retired, old.policy.server.drain_timeout_s)
@@ -45,18 +44,17 @@ class Gateway:
             self._retired[task] = retired
             task.add_done_callback(self._retired.pop)
 
-    async def _close_later(self, upstreams: list[OpenAIUpstream], delay_s: float) -> None:
+    async def _close_later(self, clients: list[Closable], delay_s: float) -> None:
         await asyncio.sleep(delay_s)
-        for upstream in upstreams:
-            await upstream.aclose()
+        for client in clients:
+            await client.aclose()
 
     async def aclose(self) -> None:
         """Close every client, retired ones still waiting out their drain period included."""
         pending = list(self._retired.items())
         for task, _ in pending:
             task.cancel()
-        for _, upstreams in pending:
-            for upstream in upstreams:
-                await upstream.aclose()
-        for upstream in self.runtime.upstreams.values():
-            await upstream.aclose()
+        for _, clients in pending:
+            for client in clients:
+                await client.aclose()
+        await self.runtime.aclose()

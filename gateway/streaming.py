@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from gateway.asgi import Send
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_body
+from gateway.ratelimit.usage import StreamUsage
 from gateway.upstream.openai import UpstreamReply
 
 log = logging.getLogger("sluicegate.streaming")
@@ -54,11 +56,17 @@ async def relay_stream(
     send: Send,
     headers: list[tuple[bytes, bytes]],
     backend: str,
+    usage: StreamUsage | None = None,
+    before_done: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamOutcome:
-    """Relay until the upstream ends or fails; a client disconnect arrives as a cancellation."""
+    """Relay until the upstream ends or fails; a client disconnect arrives as a cancellation.
+
+    The upstream's `[DONE]` is held back and sent last, after `before_done` (which settles the
+    request's token usage), so the client's next request already sees the charge.
+    """
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        failure = await _pump(reply, send, backend)
+        failure = await _pump(reply, send, backend, usage)
     except Exception:
         # The response has started: the only honest way left to fail is inside the stream.
         log.exception("stream relay from %s failed", backend)
@@ -67,15 +75,19 @@ async def relay_stream(
         await reply.aclose()
     if failure is not None:
         log.warning("stream from %s ended early: %s", backend, failure.message)
-    tail = error_event(failure) if failure is not None else b""
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
-    return StreamOutcome.COMPLETED if failure is None else StreamOutcome.UPSTREAM_FAILED
+        await send({"type": "http.response.body", "body": error_event(failure), "more_body": False})
+        return StreamOutcome.UPSTREAM_FAILED
+    if before_done is not None:
+        await before_done()
+    await send({"type": "http.response.body", "body": DONE_EVENT, "more_body": False})
+    return StreamOutcome.COMPLETED
 
 
-async def _pump(reply: UpstreamReply, send: Send, backend: str) -> GatewayError | None:
-    """Forward whole events; returns why the stream failed, or None if it ended with [DONE]."""
+async def _pump(
+    reply: UpstreamReply, send: Send, backend: str, usage: StreamUsage | None
+) -> GatewayError | None:
+    """Forward whole events up to `[DONE]`; returns why the stream failed, or None."""
     pending = b""
-    saw_done = False
     try:
         async with asyncio.timeout_at(reply.deadline):
             async for chunk in reply.response.aiter_raw():
@@ -87,21 +99,23 @@ async def _pump(reply: UpstreamReply, send: Send, backend: str) -> GatewayError 
                 if end == 0:
                     end = len(data)
                 out, pending = data[:end], data[end:]
-                if b"[DONE]" in out:
-                    saw_done = True
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+                done_at = out.find(b"data: [DONE]") if b"[DONE]" in out else -1
+                if done_at >= 0:
+                    out = out[:done_at]
+                if usage is not None:
+                    out = usage.feed(out)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                if done_at >= 0:
+                    return None
     except TimeoutError:
         return UpstreamTimeout(f"Upstream '{backend}' did not finish the stream in time.")
     except httpx.TimeoutException:
         return UpstreamTimeout(f"Upstream '{backend}' stopped sending mid-stream.")
     except httpx.TransportError as exc:
         return UpstreamError(f"Upstream '{backend}' broke the stream: {exc.__cause__ or exc}")
-    if pending.strip() and pending.lstrip().startswith(b"data: [DONE]"):
-        # Some servers omit the blank line after the last event.
-        await send({"type": "http.response.body", "body": pending + b"\n\n", "more_body": True})
-        return None
+    if pending.lstrip().startswith(b"data: [DONE]"):
+        return None  # some servers omit the blank line after the last event
     if pending.strip():
         return UpstreamError(f"Upstream '{backend}' ended the stream in the middle of an event.")
-    if not saw_done:
-        return UpstreamError(f"Upstream '{backend}' ended the stream without [DONE].")
-    return None
+    return UpstreamError(f"Upstream '{backend}' ended the stream without [DONE].")

@@ -26,6 +26,8 @@ MODELS = [
     "flaky-503",
     "always-503",
     "slow:3",
+    "busy:0.2",
+    "long:500",
 ]
 
 

@@ -9,7 +9,10 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config.base import StrictModel
+from gateway.config.ratelimit import RateLimitConfig
 
 
 class LocatedError(ValueError):
@@ -18,10 +21,6 @@ class LocatedError(ValueError):
     def __init__(self, path: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.path = path
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ServerConfig(StrictModel):
@@ -137,6 +136,7 @@ class Policy(StrictModel):
     auth: AuthConfig
     backends: dict[str, Backend] = Field(min_length=1)
     models: dict[str, ModelRoute] = Field(min_length=1)
+    ratelimit: RateLimitConfig | None = None
 
 
 def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
@@ -155,6 +155,23 @@ def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str
         for model in key.models:
             if model != "*" and model not in policy.models:
                 problems.append((("auth", "keys", index, "models"), f"unknown model {model!r}"))
+    if policy.ratelimit is not None:
+        overrides = policy.ratelimit.overrides
+        declared = {
+            "key": {k.id for k in policy.auth.keys},
+            "tenant": {k.tenant for k in policy.auth.keys},
+            "model": set(policy.models),
+        }
+        for scope, named in (
+            ("key", overrides.key),
+            ("tenant", overrides.tenant),
+            ("model", overrides.model),
+        ):
+            for name in named:
+                if name not in declared[scope]:
+                    problems.append(
+                        (("ratelimit", "overrides", scope, name), f"unknown {scope} {name!r}")
+                    )
     return problems
 
 

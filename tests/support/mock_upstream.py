@@ -32,6 +32,9 @@ class Record:
     release: threading.Event = field(default_factory=threading.Event)
     # Set when a held stream has sent its first chunks.
     first_chunks_sent: threading.Event = field(default_factory=threading.Event)
+    # Requests of the `busy:<seconds>` behaviour being answered right now, and the most at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 def completion(model: str, text: str) -> dict[str, Any]:
@@ -152,7 +155,16 @@ class MockUpstream:
             return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, 503)
         if behaviour == "slow":
             await asyncio.sleep(float(model.split(":")[1]))
+        if behaviour == "busy":
+            self.record.in_flight += 1
+            self.record.max_in_flight = max(self.record.max_in_flight, self.record.in_flight)
+            try:
+                await asyncio.sleep(float(model.split(":")[1]))
+            finally:
+                self.record.in_flight -= 1
         text = f"echo: {last_user_text(payload)}"
+        if behaviour == "long":
+            text = " ".join(["tok"] * int(model.split(":")[1]))
         if behaviour == "hold" and not payload.get("stream"):
             # Headers now, the body only once released: a long non-streamed generation.
             body = orjson.dumps(completion(model, text))

@@ -18,6 +18,7 @@ def free_port() -> int:
 
 class ServerThread:
     def __init__(self, app: ASGIApp, port: int | None = None) -> None:
+        self.app = app
         self.port = port or free_port()
         config = uvicorn.Config(
             app,
