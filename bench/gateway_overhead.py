@@ -8,12 +8,15 @@ runs against the mock directly and against the gateway in front of it, in
 interleaved rounds, and the medians over rounds are compared. With --litellm,
 LiteLLM's proxy is started in front of the same mock, on the gateway's CPU, and
 measured as a third target in the same rounds (only one of the two proxies is
-under load at any time; the other sits idle).
+under load at any time; the other sits idle). With --ratelimit, one gateway per
+rate-limit variant (none, in-memory store, Redis store) runs in the same way, to
+measure what the rate limiter costs per request.
 
     .venv/bin/python bench/gateway_overhead.py            # 3 rounds x 5 s per cell
     .venv/bin/python bench/gateway_overhead.py --quick    # 1 round x 2 s per cell
     .venv/bin/python bench/gateway_overhead.py --direct-only --quick
     .venv/bin/python bench/gateway_overhead.py --litellm  # also LiteLLM's proxy
+    .venv/bin/python bench/gateway_overhead.py --ratelimit none,memory,redis
 
 See bench/README.md for the method and the meaning of each column.
 """
@@ -34,8 +37,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +64,27 @@ DEFAULT_LITELLM = Path("/tmp/litellm-venv/bin/litellm")
 LITELLM_HEALTH_PATH = "/health/liveliness"
 # Per-request timeout (loadgen --timeout-s). LiteLLM queues ~1 s of work at 64
 # connections, so it gets a generous one; the gateway and the mock answer in ms.
+# Gateway variants with a rate limiter (targets "gateway_rl_<store>") use the gateway's.
 LOADGEN_TIMEOUT_S = {"direct": 15.0, "gateway": 15.0, "litellm": 60.0}
-# Proxies under test, in the order they run within a cell (after "direct").
-SERVER_TARGETS = ("gateway", "litellm")
+
+# --ratelimit: the gateway without a `ratelimit` section ("none", target "gateway"),
+# and with one whose counters live in memory or in Redis (target "gateway_rl_<store>").
+RATELIMIT_VARIANTS = ("none", "memory", "redis")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+RATE_HEADER = "x-ratelimit-remaining-requests"
+# Limits so high that nothing is ever refused, but every kind is on the path: rolling
+# requests, rolling tokens (settled after every response; streams ask the upstream for
+# usage) and concurrency slots (released by a second store call after every response).
+RATELIMIT_TEMPLATE = """\
+ratelimit:
+  store: {store}
+  redis: {{url: "{url}", key_prefix: "{prefix}", timeout_ms: 50}}
+  limits:
+    key:
+      requests_per_minute: 100000000
+      tokens_per_minute: 1000000000000
+      concurrent: 100000
+"""
 
 POLICY_TEMPLATE = """\
 server:
@@ -291,6 +313,15 @@ def http_request(
         conn.close()
 
 
+def loadgen_timeout(target: str) -> float:
+    return LOADGEN_TIMEOUT_S.get(target, LOADGEN_TIMEOUT_S["gateway"])
+
+
+def gateway_target(variant: str) -> str:
+    """The target name of the gateway for a --ratelimit variant."""
+    return "gateway" if variant == "none" else f"gateway_rl_{variant}"
+
+
 def start_gateway(
     port: int,
     mock_port: int,
@@ -299,10 +330,14 @@ def start_gateway(
     workdir: Path,
     children: Children,
     startup_timeout: float,
+    name: str = "gateway",
+    extra_policy: str = "",
 ) -> tuple[subprocess.Popen[bytes], list[str], Path]:
-    policy = workdir / "policy.yaml"
+    """The gateway as `name`, its policy the common one plus extra_policy (YAML sections)."""
+    policy = workdir / ("policy.yaml" if name == "gateway" else f"policy_{name}.yaml")
     policy.write_text(
         POLICY_TEMPLATE.format(gateway_port=port, mock_port=mock_port, key_env=KEY_ENV)
+        + extra_policy
     )
     cmd = [
         *pin.gateway(),
@@ -320,7 +355,7 @@ def start_gateway(
     env = dict(os.environ)
     env[KEY_ENV] = key
     env["PYTHONUNBUFFERED"] = "1"
-    out_path = workdir / "gateway.log"
+    out_path = workdir / f"{name}.log"
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -331,8 +366,8 @@ def start_gateway(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    children.add("gateway", proc)
-    wait_healthy("gateway", proc, cmd, out_path, port, "/healthz", startup_timeout)
+    children.add(name, proc)
+    wait_healthy(name, proc, cmd, out_path, port, "/healthz", startup_timeout)
     return proc, cmd, out_path
 
 
@@ -451,7 +486,12 @@ def litellm_version(binary: Path) -> str | None:
 
 
 def check_endpoint(
-    port: int, body: bytes, headers: dict[str, str], stream: bool, timeout: float = 15.0
+    port: int,
+    body: bytes,
+    headers: dict[str, str],
+    stream: bool,
+    timeout: float = 15.0,
+    require_headers: Sequence[str] = (),
 ) -> str | None:
     """One request through the full path. Returns None if it looks right, else a description."""
     try:
@@ -463,6 +503,9 @@ def check_endpoint(
     snippet = data[:600].decode("utf-8", "replace")
     if status != 200:
         return f"HTTP {status}: {snippet}"
+    for name in require_headers:
+        if name.lower() not in hdrs:
+            return f"response lacks the {name} header (headers: {sorted(hdrs)}): {snippet}"
     if stream:
         text = data.decode("utf-8", "replace")
         if "text/event-stream" not in hdrs.get("content-type", ""):
@@ -549,6 +592,168 @@ def wait_idle(
             return c - c0, now - t0, True
         if now - t0 > max_wait_s:
             return c - c0, now - t0, False
+
+
+# --------------------------------------------------------------------------
+# Redis (--ratelimit redis)
+
+
+def redis_client(url: str) -> Any:
+    """A synchronous client of the `redis` package (a dependency of the gateway) for url."""
+    try:
+        import redis
+    except ImportError as exc:
+        raise BenchError("--ratelimit redis needs the `redis` package in this Python") from exc
+    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _redis_host_port(url: str) -> tuple[str | None, int | None]:
+    """Host and TCP port of a redis:// URL; (None, None) for a Unix socket."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return None, None
+    return parts.hostname, parts.port or 6379
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def redis_keys(client: Any, prefix: str) -> list[bytes]:
+    """Every key under prefix in the client's database (SCAN, never KEYS)."""
+    return list(client.scan_iter(match=_glob_escape(prefix) + "*", count=1000))
+
+
+def delete_redis_keys(client: Any, prefix: str) -> int:
+    """SCAN + DEL every key under prefix; returns how many were deleted."""
+    deleted = 0
+    keys = redis_keys(client, prefix)
+    for i in range(0, len(keys), 500):
+        deleted += int(client.delete(*keys[i : i + 500]))
+    return deleted
+
+
+def _listening_socket_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            # f[1] is local HEXIP:HEXPORT, f[3] the state (0A: LISTEN), f[9] the inode.
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    return inodes
+
+
+def find_redis_server(port: int) -> int | None:
+    """The pid of the redis-server process on this machine that listens on port, if any."""
+    candidates = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() == "redis-server":
+                candidates.append(int(entry))
+        except OSError:
+            continue
+    inodes = _listening_socket_inodes(port)
+    for pid in candidates:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return pid
+            except OSError:
+                continue
+    for pid in candidates:  # its file descriptors are not ours to read: go by its title
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if title.rstrip().endswith(f":{port}"):
+            return pid
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of pid, all its threads (not reaped children: a BGSAVE is not a request)."""
+    f = _stat_fields(pid)
+    return None if f is None else (int(f[11]) + int(f[12])) / _CLK_TCK
+
+
+class RedisWatch:
+    """What Redis did during one run.
+
+    The CPU time of redis-server (from /proc, when it runs on this machine; the benchmark
+    does not pin it), the CPUs its main thread was seen on (sampled every interval_s), and
+    its command counters from INFO (EVALSHA calls and the time Redis spent in them).
+    """
+
+    def __init__(self, client: Any, pid: int | None, interval_s: float = 0.05) -> None:
+        self.client = client
+        self.pid = pid
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen: dict[int, int] = {}
+        self._before: dict[str, Any] = {}
+
+    def _snapshot(self) -> dict[str, Any]:
+        try:
+            info = self.client.info("stats", "commandstats")
+        except Exception as exc:  # redis.RedisError, OSError
+            raise BenchError(f"Redis stopped answering INFO: {exc}") from exc
+        evalsha = info.get("cmdstat_evalsha") or {}
+        return {
+            "cpu_s": process_cpu_seconds(self.pid) if self.pid else None,
+            "commands": int(info.get("total_commands_processed", 0)),
+            "evalsha_calls": int(evalsha.get("calls", 0)),
+            "evalsha_usec": int(evalsha.get("usec", 0)),
+        }
+
+    def start(self) -> None:
+        self._seen = {}
+        self._before = self._snapshot()
+        if self.pid:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> None:
+        assert self.pid is not None
+        while not self._stop.wait(self.interval_s):
+            f = _stat_fields(self.pid)
+            if f is None:
+                return
+            cpu = int(f[36])  # field 39, processor: the CPU it last ran on
+            self._seen[cpu] = self._seen.get(cpu, 0) + 1
+
+    def stop(self) -> dict[str, Any]:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        a, b = self._snapshot(), self._before
+        cpu = None if a["cpu_s"] is None or b["cpu_s"] is None else a["cpu_s"] - b["cpu_s"]
+        return {
+            "redis_server_cpu_s": cpu,
+            "redis_server_cpus_seen": {str(k): v for k, v in sorted(self._seen.items())},
+            # All commands Redis executed, those run inside scripts included, less our INFO.
+            "redis_commands": a["commands"] - b["commands"] - 1,
+            "redis_evalsha_calls": a["evalsha_calls"] - b["evalsha_calls"],
+            "redis_evalsha_usec": a["evalsha_usec"] - b["evalsha_usec"],
+        }
 
 
 def run_loadgen(
@@ -645,7 +850,10 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def summarize(
-    runs: list[dict[str, Any]], cells: list[tuple[bool, int]], targets: list[str]
+    runs: list[dict[str, Any]],
+    cells: list[tuple[bool, int]],
+    targets: list[str],
+    variants: Sequence[str] = ("none",),
 ) -> list[dict[str, Any]]:
     summary = []
     for stream, conc in cells:
@@ -673,7 +881,7 @@ def summarize(
             agg["errors"] = sum(r["errors"] for r in rs)
             agg["requests"] = sum(r["requests"] for r in rs)
             agg["aux_cpu_utilization"] = _median([r.get("aux_cpu_utilization") for r in rs])
-            if target in SERVER_TARGETS:
+            if target != "direct":
                 for key in (
                     "cpu_us_per_request",
                     "cpu_utilization",
@@ -681,6 +889,14 @@ def summarize(
                     "drain_cpu_s",
                 ):
                     agg[key] = _median([r.get(f"{target}_{key}") for r in rs])
+            if target == gateway_target("redis"):
+                for key in (
+                    "redis_server_cpu_us_per_request",
+                    "redis_server_cpu_utilization",
+                    "redis_evalsha_per_request",
+                    "redis_script_us_per_request",
+                ):
+                    agg[key] = _median([r.get(key) for r in rs])
             row[target] = agg
         d, g, lt = row.get("direct"), row.get("gateway"), row.get("litellm")
         if d and g:
@@ -696,14 +912,43 @@ def summarize(
             row["gw_litellm_throughput_ratio"] = (g["rps"] / lt["rps"]) if lt["rps"] else None
             gc, lc = g.get("cpu_us_per_request"), lt.get("cpu_us_per_request")
             row["litellm_gw_cpu_ratio"] = (lc / gc) if gc and lc else None
+        if list(variants) != ["none"]:
+            row["ratelimit"] = _ratelimit_summary(row, variants)
         summary.append(row)
     return summary
+
+
+def _ratelimit_summary(row: dict[str, Any], variants: Sequence[str]) -> dict[str, Any]:
+    """Per --ratelimit variant: what its gateway adds over direct, and over the one without."""
+    d, none = row.get("direct"), row.get("gateway")
+    out: dict[str, Any] = {}
+    for variant in variants:
+        a = row.get(gateway_target(variant))
+        if not a:
+            continue
+        e: dict[str, Any] = {"target": gateway_target(variant)}
+        if d:
+            e["added_p50_ms"] = _sub(a["lat_p50_ms"], d["lat_p50_ms"])
+            e["added_p99_ms"] = _sub(a["lat_p99_ms"], d["lat_p99_ms"])
+        if none and variant != "none":
+            e["added_vs_none_p50_ms"] = _sub(a["lat_p50_ms"], none["lat_p50_ms"])
+            e["added_vs_none_p99_ms"] = _sub(a["lat_p99_ms"], none["lat_p99_ms"])
+            e["added_vs_none_ttfb_p50_ms"] = _sub(a["ttfb_p50_ms"], none["ttfb_p50_ms"])
+            e["added_vs_none_cpu_us_per_request"] = _sub(
+                a.get("cpu_us_per_request"), none.get("cpu_us_per_request")
+            )
+            e["throughput_vs_none"] = (a["rps"] / none["rps"]) if none["rps"] else None
+        if variant == "redis":
+            e["redis_server_cpu_us_per_request"] = a.get("redis_server_cpu_us_per_request")
+        out[variant] = e
+    return out
 
 
 def summarize_idle(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """CPU each proxy used while it was not the target (it should be ~0)."""
     out: dict[str, Any] = {}
-    for name in SERVER_TARGETS:
+    names = list(dict.fromkeys(n for r in runs for n in r.get("idle_cpu_s", {})))
+    for name in names:
         rs = [r for r in runs if name in r.get("idle_cpu_s", {})]
         if not rs:
             continue
@@ -722,9 +967,16 @@ def _sub(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def format_table(summary: list[dict[str, Any]]) -> str:
-    """One line per cell; the LiteLLM columns appear only when it was measured."""
+def format_table(summary: list[dict[str, Any]], variants: Sequence[str] = ("none",)) -> str:
+    """One line per cell; the LiteLLM columns appear only when it was measured.
+
+    With --ratelimit variants other than just "none", one line per (cell, variant): the
+    gateway columns are that variant's gateway; the direct and LiteLLM columns are shown on
+    the cell's first line only.
+    """
     with_litellm = any(row.get("litellm") for row in summary)
+    by_variant = list(variants) != ["none"]
+    with_redis = "redis" in variants
 
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
@@ -734,44 +986,70 @@ def format_table(summary: list[dict[str, Any]]) -> str:
             return "-"
         return f"{num(agg.get('lat_p50_ms'), '.3f')} / {num(agg.get('lat_p99_ms'), '.3f')}"
 
-    def cells(row: dict[str, Any]) -> list[tuple[str, str]]:
+    def cells(
+        row: dict[str, Any], variant: str = "none", first: bool = True
+    ) -> list[tuple[str, str]]:
         d = row.get("direct") or {}
-        g = row.get("gateway") or {}
+        g = row.get(gateway_target(variant)) or {}
         lt = row.get("litellm") or {}
-        ratio = row.get("gw_litellm_throughput_ratio")
-        out = [
-            ("mode", "stream" if row["stream"] else "json"),
-            ("conc", str(row["concurrency"])),
-            ("direct req/s", num(d.get("rps"), ",.0f")),
-            ("gw req/s", num(g.get("rps"), ",.0f")),
+        rl = (row.get("ratelimit") or {}).get(variant) or {}
+        g_rps, lt_rps = g.get("rps"), lt.get("rps")
+        ratio = (g_rps / lt_rps) if g_rps is not None and lt_rps else None
+
+        def shared(text: str) -> str:  # direct and LiteLLM figures: first line of a cell
+            return text if first else ""
+
+        out = [("mode", "stream" if row["stream"] else "json"), ("conc", str(row["concurrency"]))]
+        if by_variant:
+            out.append(("ratelimit", variant))
+        out += [
+            ("direct req/s", shared(num(d.get("rps"), ",.0f"))),
+            ("gw req/s", num(g_rps, ",.0f")),
         ]
         if with_litellm:
-            out.append(("litellm req/s", num(lt.get("rps"), ",.1f")))
+            out.append(("litellm req/s", shared(num(lt_rps, ",.1f"))))
             out.append(("gw/litellm req/s", "-" if ratio is None else f"{ratio:.1f}x"))
-        out += [("direct p50/p99 ms", p50_p99(d)), ("gw p50/p99 ms", p50_p99(g))]
+        out += [("direct p50/p99 ms", shared(p50_p99(d))), ("gw p50/p99 ms", p50_p99(g))]
         if with_litellm:
-            out.append(("litellm p50/p99 ms", p50_p99(lt)))
+            out.append(("litellm p50/p99 ms", shared(p50_p99(lt))))
+        out.append(("added p50 ms", num(_sub(g.get("lat_p50_ms"), d.get("lat_p50_ms")), "+.3f")))
+        if by_variant:
+            out.append(("added vs none p50 ms", num(rl.get("added_vs_none_p50_ms"), "+.3f")))
         out += [
-            ("added p50 ms", num(row.get("added_p50_ms"), "+.3f")),
             ("gw TTFB p50 ms", num(g.get("ttfb_p50_ms"), ".3f") if row["stream"] else "-"),
             ("gw CPU us/req", num(g.get("cpu_us_per_request"), ",.0f")),
         ]
+        if by_variant:
+            out.append(
+                (
+                    "added vs none CPU us/req",
+                    num(rl.get("added_vs_none_cpu_us_per_request"), "+,.0f"),
+                )
+            )
+        if with_redis:
+            out.append(("redis CPU us/req", num(g.get("redis_server_cpu_us_per_request"), ",.1f")))
         if with_litellm:
-            out.append(("litellm CPU us/req", num(lt.get("cpu_us_per_request"), ",.0f")))
+            out.append(("litellm CPU us/req", shared(num(lt.get("cpu_us_per_request"), ",.0f"))))
+        counted = (d, g, lt) if first else (g,)
         out += [
-            ("non-2xx", str(sum(a.get("non_2xx", 0) for a in (d, g, lt)))),
-            ("errors", str(sum(a.get("errors", 0) for a in (d, g, lt)))),
+            ("non-2xx", str(sum(a.get("non_2xx", 0) for a in counted))),
+            ("errors", str(sum(a.get("errors", 0) for a in counted))),
         ]
         return out
 
     headers = [h for h, _text in cells({"stream": False, "concurrency": 0})]
-    rows = [[text for _h, text in cells(row)] for row in summary]
+    rows = [
+        [text for _h, text in cells(row, variant, i == 0)]
+        for row in summary
+        for i, variant in enumerate(variants if by_variant else ["none"])
+    ]
+    left = 3 if by_variant else 2  # left-aligned leading columns
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
     lines = [
         "  ".join(
-            h.rjust(w) if i > 1 else h.ljust(w)
+            h.rjust(w) if i >= left else h.ljust(w)
             for i, (h, w) in enumerate(zip(headers, widths, strict=True))
         ),
         "  ".join("-" * w for w in widths),
@@ -779,7 +1057,7 @@ def format_table(summary: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             "  ".join(
-                c.rjust(w) if i > 1 else c.ljust(w)
+                c.rjust(w) if i >= left else c.ljust(w)
                 for i, (c, w) in enumerate(zip(r, widths, strict=True))
             )
         )
@@ -917,6 +1195,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "CPU, measured in turn with the gateway",
     )
     p.add_argument(
+        "--ratelimit",
+        default="none",
+        metavar="none,memory,redis",
+        help="comma-separated rate-limit variants of the gateway, each its own process measured "
+        "in turn: none (no `ratelimit` section), memory or redis (limits too high to refuse "
+        "anything, on every request; default none)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help=f"Redis for --ratelimit redis (default {DEFAULT_REDIS_URL}); its keys get a "
+        "random prefix and are deleted at the end",
+    )
+    p.add_argument(
         "--allow-errors",
         action="store_true",
         help="keep going when the pre-flight request through the gateway fails",
@@ -954,6 +1246,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--concurrency values must be >= 1")
     if args.rounds < 1 or args.duration_s <= 0 or args.warmup_s < 0 or args.chunks < 1:
         p.error("--rounds and --chunks must be >= 1, --duration-s > 0, --warmup-s >= 0")
+    wanted = {v.strip() for v in args.ratelimit.split(",") if v.strip()}
+    unknown = sorted(wanted - set(RATELIMIT_VARIANTS))
+    if unknown or not wanted:
+        p.error(
+            f"--ratelimit takes a comma-separated list of {', '.join(RATELIMIT_VARIANTS)}; "
+            f"got {args.ratelimit!r}"
+        )
+    # Always in this order within a cell: none, memory, redis.
+    args.ratelimit_list = [v for v in RATELIMIT_VARIANTS if v in wanted]
+    if args.direct_only and args.ratelimit_list != ["none"]:
+        p.error("--ratelimit cannot be combined with --direct-only")
+    if not args.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        p.error("--redis-url must start with redis://, rediss:// or unix://")
     if args.litellm is not None:
         if args.direct_only:
             p.error("--litellm cannot be combined with --direct-only")
@@ -991,8 +1296,10 @@ def main(argv: list[str] | None = None) -> int:
 
     children = Children()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    # Run after every child process has stopped (e.g. deleting the Redis keys).
+    cleanups: list[Callable[[], None]] = []
     try:
-        return _run(args, children, workdir)
+        return _run(args, children, workdir, cleanups)
     except BenchError as exc:
         log(f"\nERROR: {exc}")
         return 1
@@ -1001,6 +1308,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         children.stop_all()
+        for cleanup in cleanups:
+            try:
+                cleanup()
+            except Exception as exc:  # report it, and still restore the rest
+                log(f"warning: clean-up failed: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
         restore_signals()
 
@@ -1009,7 +1321,12 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
+def _run(
+    args: argparse.Namespace,
+    children: Children,
+    workdir: Path,
+    cleanups: list[Callable[[], None]],
+) -> int:
     tools = build_tools(force=args.rebuild)
     pin = Pinning(args.gateway_cpus, args.aux_cpus, enabled=not args.no_pin)
     if pin.note:
@@ -1017,12 +1334,13 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
 
     streams = {"both": [False, True], "off": [False], "on": [True]}[args.stream]
     cells = [(s, c) for s in streams for c in args.concurrency_list]
+    variants: list[str] = args.ratelimit_list
     if args.direct_only:
         targets = ["direct"]
-    elif args.litellm is not None:
-        targets = ["direct", "gateway", "litellm"]
     else:
-        targets = ["direct", "gateway"]
+        targets = ["direct", *(gateway_target(v) for v in variants)]
+        if args.litellm is not None:
+            targets.append("litellm")
 
     bodies: dict[bool, Path] = {}
     body_bytes: dict[bool, bytes] = {}
@@ -1048,31 +1366,113 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 f"mock upstream pre-flight ({'stream' if s else 'json'}) failed: {problem}"
             )
 
+    # --ratelimit: the `ratelimit` section of each variant's policy, with one random key
+    # prefix for this run (its Redis keys are deleted at the end).
+    rl_prefix = f"sluice-bench:{secrets.token_hex(6)}:"
+    rl_sections = {
+        v: RATELIMIT_TEMPLATE.format(store=v, url=args.redis_url, prefix=rl_prefix)
+        for v in variants
+        if v != "none"
+    }
+    redis: Any = None
+    redis_watch: RedisWatch | None = None
+    redis_info: dict[str, Any] = {}
+    if "redis" in variants:
+        redis = redis_client(args.redis_url)
+        try:
+            redis.ping()
+            version = redis.info("server").get("redis_version")
+        except Exception as exc:  # redis.RedisError, OSError
+            raise BenchError(f"Redis at {args.redis_url} does not answer: {exc}") from exc
+        keys_deleted: list[int] = []
+
+        def drop_keys() -> None:
+            try:
+                n = delete_redis_keys(redis, rl_prefix)
+            except Exception as exc:  # redis.RedisError, OSError
+                log(f"warning: could not delete the Redis keys under {rl_prefix!r}: {exc}")
+                return
+            finally:
+                redis.close()
+            keys_deleted.append(n)
+            if n:
+                log(f"deleted {n} Redis keys under {rl_prefix!r}")
+
+        cleanups.append(drop_keys)
+        host, port = _redis_host_port(args.redis_url)
+        redis_pid = find_redis_server(port) if host in _LOOPBACK and port else None
+        affinity = None
+        if redis_pid is not None:
+            try:
+                affinity = sorted(os.sched_getaffinity(redis_pid))
+            except OSError:
+                pass
+        redis_watch = RedisWatch(redis, redis_pid)
+        redis_info = {
+            "url": args.redis_url,
+            "version": version,
+            "server_pid": redis_pid,
+            "server_cpus_allowed": affinity,
+            "pinned_by_benchmark": False,
+        }
+        if redis_pid is None:
+            log(
+                f"warning: no redis-server process for {args.redis_url} found on this machine; "
+                "Redis CPU time will not be reported"
+            )
+        else:
+            log(
+                f"Redis {version} at {args.redis_url}: redis-server pid {redis_pid}, not pinned "
+                f"(allowed CPUs {','.join(map(str, affinity or []))}); key prefix {rl_prefix!r}"
+            )
+
     # The proxies under test: name -> (process, its output file).
     servers: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-    gw_cmd: list[str] | None = None
+    gw_cmds: dict[str, list[str]] = {}
     if not args.direct_only:
-        gw_port = free_port()
-        log(
-            f"starting gateway on 127.0.0.1:{gw_port} "
-            f"(cpu {pin.gateway_cpus if pin.enabled else 'any'}) ..."
-        )
-        gw_proc, gw_cmd, gw_log = start_gateway(
-            gw_port, mock_port, key, pin, workdir, children, args.startup_timeout_s
-        )
-        servers["gateway"] = (gw_proc, gw_log)
-        ports["gateway"] = gw_port
-        log(f"gateway is up (pid {gw_proc.pid})")
-        for s in streams:
-            problem = check_endpoint(gw_port, body_bytes[s], json_headers, s)
-            if problem:
-                msg = f"request through the gateway ({'stream' if s else 'json'}) failed: {problem}"
+        for variant in variants:
+            name = gateway_target(variant)
+            gw_port = free_port()
+            what = "gateway" + ("" if variant == "none" else f" (ratelimit store: {variant})")
+            log(
+                f"starting {what} on 127.0.0.1:{gw_port} "
+                f"(cpu {pin.gateway_cpus if pin.enabled else 'any'}) ..."
+            )
+            gw_proc, gw_cmds[name], gw_log = start_gateway(
+                gw_port,
+                mock_port,
+                key,
+                pin,
+                workdir,
+                children,
+                args.startup_timeout_s,
+                name=name,
+                extra_policy=rl_sections.get(variant, ""),
+            )
+            servers[name] = (gw_proc, gw_log)
+            ports[name] = gw_port
+            log(f"{what} is up (pid {gw_proc.pid})")
+            # With a limiter, every answer carries its headers: proof it is on the path.
+            required = (RATE_HEADER,) if variant != "none" else ()
+            problems = [
+                (f"request through the {what} ({'stream' if s else 'json'}) failed", problem)
+                for s in streams
+                if (
+                    problem := check_endpoint(
+                        gw_port, body_bytes[s], json_headers, s, require_headers=required
+                    )
+                )
+            ]
+            if variant == "redis" and not problems and not redis_keys(redis, rl_prefix):
+                problems.append((f"the {what}", f"wrote no keys under {rl_prefix!r} in Redis"))
+            for msg, problem in problems:
                 if not args.allow_errors:
                     raise BenchError(
-                        f"{msg}\n--- gateway output ---\n{tail(gw_log)}\n"
+                        f"{msg}: {problem}\n--- {name} output ---\n{tail(gw_log)}\n"
                         "(use --allow-errors to benchmark anyway)"
                     )
-                log(f"warning: {msg}")
+                log(f"warning: {msg}: {problem}")
+    gw_cmd = next(iter(gw_cmds.values()), None)
 
     lt_cmd: list[str] | None = None
     lt_version: str | None = None
@@ -1146,36 +1546,64 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 raise BenchError(
                     f"mock upstream exited (rc={mock_proc.returncode}) before: {label}"
                 )
-            # Every proxy's CPU time, the target's and the idle ones'.
-            server_cpu0 = {
-                name: process_tree_cpu_seconds(proc.pid) for name, (proc, _p) in servers.items()
-            }
-            mock_cpu0 = process_tree_cpu_seconds(mock_proc.pid)
-            kids0 = os.times()
-            t0 = time.monotonic()
-            result = run_loadgen(
-                tools["loadgen"],
-                ports[target],
-                bodies[s],
-                [auth_header],
-                c,
-                args.duration_s,
-                args.warmup_s,
-                pin,
-                timeout_s=LOADGEN_TIMEOUT_S[target],
-            )
-            wall_s = time.monotonic() - t0
-            kids1 = os.times()
-            server_cpu = {
-                name: process_tree_cpu_seconds(proc.pid) - server_cpu0[name]
-                for name, (proc, _p) in servers.items()
-            }
+            # Redis is watched in every run: in the others it should do nothing.
+            if redis_watch is not None:
+                redis_watch.start()
+            redis_stats: dict[str, Any] = {}
+            try:
+                # Every proxy's CPU time, the target's and the idle ones'.
+                server_cpu0 = {
+                    name: process_tree_cpu_seconds(proc.pid) for name, (proc, _p) in servers.items()
+                }
+                mock_cpu0 = process_tree_cpu_seconds(mock_proc.pid)
+                kids0 = os.times()
+                t0 = time.monotonic()
+                result = run_loadgen(
+                    tools["loadgen"],
+                    ports[target],
+                    bodies[s],
+                    [auth_header],
+                    c,
+                    args.duration_s,
+                    args.warmup_s,
+                    pin,
+                    timeout_s=loadgen_timeout(target),
+                )
+                wall_s = time.monotonic() - t0
+                kids1 = os.times()
+                server_cpu = {
+                    name: process_tree_cpu_seconds(proc.pid) - server_cpu0[name]
+                    for name, (proc, _p) in servers.items()
+                }
+                mock_cpu_s = process_tree_cpu_seconds(mock_proc.pid) - mock_cpu0
+            finally:
+                if redis_watch is not None:
+                    redis_stats = redis_watch.stop()
             # The CPU shared by mock and loadgen must stay far from saturation in
             # proxy runs, or the client side would limit what is measured.
             loadgen_cpu_s = (kids1.children_user - kids0.children_user) + (
                 kids1.children_system - kids0.children_system
             )
-            mock_cpu_s = process_tree_cpu_seconds(mock_proc.pid) - mock_cpu0
+            result.update(redis_stats)
+            if target == gateway_target("redis"):
+                done = result.get("requests_total", 0)
+                r_cpu = redis_stats.get("redis_server_cpu_s")
+                result["redis_server_cpu_us_per_request"] = (
+                    r_cpu * 1e6 / done if r_cpu is not None and done else None
+                )
+                result["redis_server_cpu_utilization"] = (
+                    r_cpu / wall_s if r_cpu is not None and wall_s > 0 else None
+                )
+                calls = redis_stats["redis_evalsha_calls"]
+                result["redis_evalsha_per_request"] = calls / done if done else None
+                result["redis_script_us_per_request"] = (
+                    redis_stats["redis_evalsha_usec"] / done if done else None
+                )
+            elif redis_stats.get("redis_commands"):
+                progress.write(
+                    f"  warning: {label}: Redis executed {redis_stats['redis_commands']} commands "
+                    "from other clients during this run"
+                )
             result["wall_s"] = wall_s
             result["loadgen_cpu_s"] = loadgen_cpu_s
             result["mock_cpu_s"] = mock_cpu_s
@@ -1218,12 +1646,32 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
     finally:
         progress.close()
 
-    summary = summarize(runs, cells, targets)
+    # A limiter whose store failed admits requests uncounted (on_store_error: open) and
+    # logs it: such a run did not measure the store.
+    store_errors: dict[str, bool] = {}
+    for variant in rl_sections:
+        name = gateway_target(variant)
+        logged = "rate-limit store unavailable" in tail(servers[name][1], 1_000_000)
+        store_errors[variant] = logged
+        if logged:
+            log(f"warning: {name} logged 'rate-limit store unavailable'; see its runs with care")
+    redis_summary: dict[str, Any] | None = None
+    if redis_watch is not None:
+        # Every gateway is idle now: nothing writes under the prefix any more.
+        cleanups.remove(drop_keys)
+        drop_keys()
+        redis_summary = dict(
+            redis_info, **summarize_redis(runs, gateway_target("redis")), keys_deleted=keys_deleted
+        )
+
+    summary = summarize(runs, cells, targets, variants)
     idle = summarize_idle(runs)
-    table = format_table(summary)
+    table = format_table(summary, variants)
     if pin.enabled:
+        gws = "gateway" + ("" if variants == ["none"] else f"s (ratelimit {', '.join(variants)})")
+        in_turn = " (measured in turn)" if len(servers) > 1 else ""
         pin_desc = (
-            f"gateway{' and LiteLLM (measured in turn)' if 'litellm' in servers else ''} "
+            f"{gws}{' and LiteLLM' if 'litellm' in servers else ''}{in_turn} "
             f"on CPU {pin.gateway_cpus}, mock+loadgen on CPU {pin.aux_cpus}"
         )
     else:
@@ -1236,6 +1684,8 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
         + (f"; LiteLLM {lt_version or '(version unknown)'}" if "litellm" in servers else "")
     )
     print(table)
+    if redis_summary is not None:
+        print(_redis_line(redis_summary))
     if idle:
         print(
             "Idle proxies (CPU used while another target was measured): "
@@ -1278,6 +1728,13 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
             "path": CHAT_PATH,
             "bodies": {("stream" if s else "json"): body_bytes[s].decode() for s in streams},
             "gateway_command": _redact_cmd(gw_cmd, workdir) if gw_cmd else None,
+            "ratelimit": {
+                "variants": variants,
+                "targets": {v: gateway_target(v) for v in variants},
+                "policy_sections": rl_sections,
+                "gateway_commands": {n: _redact_cmd(c, workdir) for n, c in gw_cmds.items()},
+                "store_errors_logged": store_errors,
+            },
             "litellm": (
                 {
                     "version": lt_version,
@@ -1292,11 +1749,12 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 if "litellm" in servers
                 else None
             ),
-            "loadgen_timeout_s": {t: LOADGEN_TIMEOUT_S[t] for t in targets},
+            "loadgen_timeout_s": {t: loadgen_timeout(t) for t in targets},
             "order": "for each round, for each cell: " + " then ".join(targets),
         },
         "summary": summary,
         "idle_proxies": idle,
+        "redis_server": redis_summary,
         "runs": runs,
         "table": table.splitlines(),
     }
@@ -1310,6 +1768,60 @@ def _run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
         shown = out
     log(f"\nwrote {shown}")
     return 0
+
+
+def summarize_redis(runs: list[dict[str, Any]], redis_target: str) -> dict[str, Any]:
+    """What Redis did in the Redis variant's runs, and in all the others (should be nothing)."""
+    mine = [r for r in runs if r["target"] == redis_target]
+    others = [r for r in runs if r["target"] != redis_target]
+
+    def total(rs: list[dict[str, Any]], key: str) -> float | None:
+        vals = [r.get(key) for r in rs]
+        if not vals or any(v is None for v in vals):
+            return None
+        return float(sum(v for v in vals if v is not None))
+
+    done = sum(r.get("requests_total", 0) for r in mine)
+    cpu = total(mine, "redis_server_cpu_s")
+    seen: dict[str, int] = {}
+    for r in mine:
+        for k, n in r.get("redis_server_cpus_seen", {}).items():
+            seen[k] = seen.get(k, 0) + n
+    n_seen = sum(seen.values())
+    other_cpu = total(others, "redis_server_cpu_s")
+    other_wall = sum(r["wall_s"] for r in others)
+    return {
+        "runs": len(mine),
+        "requests": done,
+        "cpu_s": cpu,
+        "cpu_us_per_request": cpu * 1e6 / done if cpu is not None and done else None,
+        "evalsha_per_request": total(mine, "redis_evalsha_calls") / done if done else None,
+        "script_us_per_request": total(mine, "redis_evalsha_usec") / done if done else None,
+        # Share of samples (every 50 ms) that found its main thread last run on each CPU.
+        "cpus_seen": {k: n / n_seen for k, n in sorted(seen.items())} if n_seen else {},
+        "other_runs_cpu_utilization": (
+            other_cpu / other_wall if other_cpu is not None and other_wall > 0 else None
+        ),
+        "other_runs_commands": sum(r.get("redis_commands", 0) for r in others),
+    }
+
+
+def _redis_line(info: dict[str, Any]) -> str:
+    def f(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    where = ", ".join(f"CPU {k} {v:.0%}" for k, v in info["cpus_seen"].items()) or "unknown"
+    allowed = info.get("server_cpus_allowed")
+    return (
+        f"Redis {info.get('version')} (redis-server pid {info.get('server_pid')}, not pinned, "
+        f"allowed CPUs {','.join(map(str, allowed)) if allowed else '?'}): over all redis runs "
+        f"{f(info['cpu_us_per_request'], '.1f')} us of its CPU per request "
+        f"({f(info['evalsha_per_request'], '.2f')} EVALSHA per request, "
+        f"{f(info['script_us_per_request'], '.1f')} us in scripts); its main thread was seen on "
+        f"{where}; in the other runs it used "
+        f"{f(info['other_runs_cpu_utilization'], '.2%')} of a CPU and ran "
+        f"{info['other_runs_commands']} commands from other clients"
+    )
 
 
 def _redact_cmd(cmd: list[str], workdir: Path) -> list[str]:

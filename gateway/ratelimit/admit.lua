@@ -4,21 +4,28 @@
 --
 -- KEYS[i]: the counter of bucket i (budgets carry their calendar window in the key)
 -- ARGV[1]: holder (request id, for slots)   ARGV[2]: slot lease in seconds
--- ARGV[3 + 5(i-1) ...]: kind (1 rolling, 2 budget, 3 slots), limit, period_s, cost, window_end
+-- ARGV[3]: "kind,limit,period_s,is_tokens" per bucket, all joined by commas
+--          (kind 1 rolling, 2 budget, 3 slots)
+-- ARGV[4]: the cost per bucket, joined by commas   ARGV[5]: window end per bucket, likewise
 -- returns, per bucket: allowed (0/1), remaining, reset_s, retry_after_s (-1: never fits)
+
+local function numbers(text)
+  local out = {}
+  for value in string.gmatch(text, '[^,]+') do out[#out + 1] = tonumber(value) end
+  return out
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local holder = ARGV[1]
-local lease = tonumber(ARGV[2])
+local holder, lease = ARGV[1], tonumber(ARGV[2])
+local spec, costs, ends = numbers(ARGV[3]), numbers(ARGV[4]), numbers(ARGV[5])
 local out = {}
 local commits = {}
 local all_ok = true
 
 for i = 1, #KEYS do
-  local a = 3 + (i - 1) * 5
-  local kind, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local period, cost, wend = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local kind, limit, period = spec[4 * i - 3], spec[4 * i - 2], spec[4 * i - 1]
+  local cost, wend = costs[i], ends[i]
   local ok, remaining, reset, retry = 1, 0, 0, 0
   if kind == 1 then
     local tat = tonumber(redis.call('GET', KEYS[i])) or 0
@@ -59,8 +66,7 @@ end
 
 if all_ok then
   for i = 1, #KEYS do
-    local a = 3 + (i - 1) * 5
-    local kind, cost, wend = tonumber(ARGV[a]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    local kind, cost, wend = spec[4 * i - 3], costs[i], ends[i]
     if kind == 1 then
       local ttl_ms = math.ceil((commits[i] - now) * 1000) + 1000
       redis.call('SET', KEYS[i], string.format('%.6f', commits[i]), 'PX', ttl_ms)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from importlib import resources
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway.config.ratelimit import RateLimitConfig
 from gateway.ratelimit.buckets import Bucket, Kind, Unit, Verdict, budget_window
@@ -33,15 +35,22 @@ class RedisStore:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=256,
+            # A pooled connection that died with a restarted Redis fails its first command;
+            # one immediate retry on a fresh connection keeps that from counting as an outage.
+            retry=Retry(NoBackoff(), retries=1),
+            retry_on_error=[aioredis.ConnectionError],
         )
         self._admit = self._client.register_script(_script("admit.lua"))
         self._settle = self._client.register_script(_script("settle.lua"))
+        # Plans are cached tuples (see Planner): their encoding is computed once per plan.
+        self._plans: dict[int, tuple[Sequence[Bucket], str, list[str], bool]] = {}
 
     async def admit(
         self, buckets: Sequence[Bucket], costs: Sequence[float], holder: str
     ) -> list[Verdict]:
-        keys, args = _keys_and_args(buckets, [f"{cost:.3f}" for cost in costs])
-        reply = await self._call(self._admit, keys, [holder, self._lease, *args])
+        spec, keys, ends = self._encoded(buckets)
+        cost_list = ",".join(f"{cost:.3f}" for cost in costs)
+        reply = await self._call(self._admit, keys, [holder, self._lease, spec, cost_list, ends])
         verdicts = []
         for i in range(len(buckets)):
             ok, remaining, reset, retry = reply[4 * i : 4 * i + 4]
@@ -59,11 +68,25 @@ class RedisStore:
     async def settle(
         self, buckets: Sequence[Bucket], token_delta: float, holder: str, release: bool
     ) -> None:
-        is_tokens = ["1" if b.unit is Unit.TOKENS else "0" for b in buckets]
-        keys, args = _keys_and_args(buckets, is_tokens)
-        await self._call(
-            self._settle, keys, [holder, f"{token_delta:.3f}", "1" if release else "0", *args]
-        )
+        spec, keys, ends = self._encoded(buckets)
+        args = [holder, f"{token_delta:.3f}", "1" if release else "0", spec, ends]
+        await self._call(self._settle, keys, args)
+
+    def _encoded(self, buckets: Sequence[Bucket]) -> tuple[str, list[str], str]:
+        """The scripts' view of a plan: (spec, KEYS, window ends); static parts are cached."""
+        cached = self._plans.get(id(buckets))
+        if cached is None or cached[0] is not buckets:
+            spec = ",".join(
+                f"{int(b.kind)},{b.limit},{b.period_s:g},{int(b.unit is Unit.TOKENS)}"
+                for b in buckets
+            )
+            has_budgets = any(b.kind is Kind.BUDGET for b in buckets)
+            cached = (buckets, spec, [b.key for b in buckets], has_budgets)
+            self._plans[id(buckets)] = cached
+        _, spec, keys, has_budgets = cached
+        if not has_budgets:
+            return spec, keys, ",".join("0" for _ in keys)
+        return (spec, *_with_windows(buckets, time.time()))
 
     async def _call(self, script: object, keys: list[str], args: list[str]) -> list[bytes]:
         try:
@@ -83,24 +106,17 @@ class RedisStore:
         await self._client.aclose()
 
 
-def _keys_and_args(buckets: Sequence[Bucket], fourth: Sequence[str]) -> tuple[list[str], list[str]]:
-    """KEYS and the per-bucket ARGV of both scripts; `fourth` is the cost or the is-tokens flag."""
-    now = time.time()
+def _with_windows(buckets: Sequence[Bucket], now: float) -> tuple[list[str], str]:
+    """KEYS with each budget's calendar window appended, and the windows' ends."""
     keys: list[str] = []
-    args: list[str] = []
-    for bucket, value in zip(buckets, fourth, strict=True):
-        end = 0.0
-        key = bucket.key
+    ends: list[str] = []
+    for bucket in buckets:
         if bucket.kind is Kind.BUDGET:
             # Calendar windows follow this gateway's clock; keep replicas on NTP.
             window, end = budget_window(bucket.period_s, now)
-            key = f"{key}:{window}"
-        keys.append(key)
-        args += [
-            str(int(bucket.kind)),
-            str(bucket.limit),
-            f"{bucket.period_s:g}",
-            value,
-            f"{end:.3f}",
-        ]
-    return keys, args
+            keys.append(f"{bucket.key}:{window}")
+            ends.append(f"{end:.3f}")
+        else:
+            keys.append(bucket.key)
+            ends.append("0")
+    return keys, ",".join(ends)

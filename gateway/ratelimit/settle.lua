@@ -3,16 +3,23 @@
 --
 -- KEYS[i]: the counter of bucket i
 -- ARGV[1]: holder   ARGV[2]: token delta   ARGV[3]: release slots (1/0)
--- ARGV[4 + 5(i-1) ...]: kind (1 rolling, 2 budget, 3 slots), limit, period_s, is_tokens (1/0), window_end
+-- ARGV[4]: "kind,limit,period_s,is_tokens" per bucket, joined by commas (as in admit.lua)
+-- ARGV[5]: window end per bucket, joined by commas
+
+local function numbers(text)
+  local out = {}
+  for value in string.gmatch(text, '[^,]+') do out[#out + 1] = tonumber(value) end
+  return out
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local holder, delta, release = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local spec, ends = numbers(ARGV[4]), numbers(ARGV[5])
 
 for i = 1, #KEYS do
-  local a = 4 + (i - 1) * 5
-  local kind, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local period, is_tokens, wend = tonumber(ARGV[a + 2]), ARGV[a + 3] == '1', tonumber(ARGV[a + 4])
+  local kind, limit, period = spec[4 * i - 3], spec[4 * i - 2], spec[4 * i - 1]
+  local is_tokens, wend = spec[4 * i] == 1, ends[i]
   if kind == 3 then
     if release then redis.call('ZREM', KEYS[i], holder) end
   elseif is_tokens and delta ~= 0 then

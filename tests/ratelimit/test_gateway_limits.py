@@ -204,7 +204,11 @@ def own_redis() -> Iterator[RedisServer]:
 
 @pytest.mark.parametrize("mode", ["open", "closed"])
 def test_redis_going_away_fails_as_configured_and_recovers(
-    upstream: MockUpstream, start_gateway: GatewayFactory, own_redis: RedisServer, mode: str
+    upstream: MockUpstream,
+    start_gateway: GatewayFactory,
+    own_redis: RedisServer,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     section = (
         f"  store: redis\n  on_store_error: {mode}\n"
@@ -235,3 +239,7 @@ def test_redis_going_away_fails_as_configured_and_recovers(
     assert "x-ratelimit-remaining-requests" in first.headers
     statuses = [chat(server).status_code for _ in range(2)]
     assert statuses == [200, 429]
+    # Logged once when it went away and once when it came back, not once per request.
+    messages = [r.getMessage() for r in caplog.records if r.name == "sluicegate.ratelimit"]
+    assert sum("store unavailable" in m for m in messages) == 1, messages
+    assert sum("limits are enforced" in m for m in messages) == 1, messages
