@@ -118,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=_policy_check)
 
-    bench = commands.add_parser("bench", help="benchmarks (options after the name go to it)")
+    # No -h of its own: `sluice bench gateway --help` shows the benchmark's options.
+    bench = commands.add_parser(
+        "bench", help="benchmarks (options after the name go to it)", add_help=False
+    )
     bench.add_argument("what", choices=["gateway"])
     bench.set_defaults(run=None)
     return parser

@@ -36,8 +36,8 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.ratelimit.limiter import Admission, Limiter
-from gateway.ratelimit.usage import StreamUsage, estimate_prompt_tokens, usage_of_body
+from gateway.ratelimit.accounting import Accounting
+from gateway.ratelimit.usage import estimate_prompt_tokens
 from gateway.runtime import Route
 from gateway.service import Gateway
 from gateway.streaming import SSE_HEADERS, relay_stream
@@ -100,14 +100,21 @@ class InferencePipeline:
             return
         estimate = partial(estimate_prompt_tokens, request)
         admission = await limiter.admit(principal, model, head.request_id, estimate)
+        options = getattr(request, "stream_options", None)
+        accounting = Accounting(
+            limiter, admission, self._streams(request), bool(options and options.include_usage)
+        )
         try:
-            await self._forward(receive, send, head, request, route, body, (limiter, admission))
+            await self._forward(receive, send, head, request, route, body, accounting)
         except GatewayError as error:
             error.headers = {**admission.header_map(), **error.headers}
             raise
         finally:
             # Frees concurrency slots on every path: errors, timeouts, disconnects.
-            await asyncio.shield(limiter.settle(admission, None))
+            await asyncio.shield(accounting.settle_unused())
+
+    def _streams(self, request: BaseModel) -> bool:
+        return self.endpoint.streams and bool(getattr(request, "stream", False))
 
     async def _forward(
         self,
@@ -117,37 +124,24 @@ class InferencePipeline:
         request: BaseModel,
         route: Route,
         body: bytes,
-        limits: tuple[Limiter, Admission] | None,
+        accounting: Accounting | None,
     ) -> None:
-        streaming = self.endpoint.streams and bool(getattr(request, "stream", False))
-        usage: StreamUsage | None = None
-        extra_headers: list[tuple[bytes, bytes]] = []
-        if limits is not None:
-            extra_headers = limits[1].headers
-            if streaming and limits[1].counts_tokens:
-                options = getattr(request, "stream_options", None)
-                usage = StreamUsage(strip=not (options and options.include_usage))
-        body = upstream_body(body, route, ask_usage=usage is not None and usage.strip)
+        asks_usage = accounting is not None and accounting.asks_upstream_for_usage
+        body = upstream_body(body, route, ask_usage=asks_usage)
+        extra_headers = accounting.headers if accounting is not None else []
         watch = ClientWatch(receive)
         try:
             reply = await route.upstream.open(self.endpoint.upstream_path, body, head.request_id)
-            if streaming:
+            if self._streams(request):
                 headers = [*SSE_HEADERS, (b"x-request-id", head.request_id.encode())]
                 headers += extra_headers
-                settle = None
-                if limits is not None:
-                    limiter, admission = limits
-                    charged = usage.estimate if usage is not None else None
-
-                    async def settle() -> None:
-                        total = charged(admission.prompt_tokens) if charged else None
-                        await limiter.settle(admission, total)
-
+                usage = accounting.usage if accounting is not None else None
+                settle = accounting.settle_stream if accounting is not None else None
                 await relay_stream(reply, send, headers, route.upstream.name, usage, settle)
             else:
                 content = await read_whole(reply, route.upstream.name)
-                if limits is not None and limits[1].counts_tokens:
-                    await limits[0].settle(limits[1], usage_of_body(content))
+                if accounting is not None:
+                    await accounting.settle_body(content)
                 content_type = reply.content_type.encode()
                 await send_body(send, 200, content, head.request_id, content_type, extra_headers)
         except asyncio.CancelledError:

@@ -126,7 +126,10 @@ def test_a_slot_is_freed_when_the_client_drops_mid_stream(
         httpx.Client(timeout=10) as http,
         http.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=AUTH) as held,
     ):
-        next(held.iter_raw())
+        assert held.status_code == 200
+        # Keep the iterator: dropping a half-read httpx iterator closes the connection.
+        chunks = held.iter_raw()
+        next(chunks)
         busy = chat(server)
         assert busy.status_code == 429 and "concurrent" in busy.json()["error"]["message"]
     assert upstream.record.stream_cancelled.wait(timeout=5)
