@@ -100,6 +100,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
         reloader = PolicyReloader(gateway, Path(policy_path)) if policy_path else None
+        await gateway.start()
         if reloader:
             reloader.start()
         try:

@@ -10,6 +10,8 @@ import runpy
 import sys
 from pathlib import Path
 
+from gateway.audit.commands import add_audit_commands
+from gateway.audit.export_commands import add_export_commands
 from gateway.config.loader import PolicyError, load_policy
 from gateway.config.schema import unauthenticated_exposure
 
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_commands.add_parser("check", help="validate a policy file")
     check.add_argument("file")
     check.set_defaults(run=_policy_check)
+
+    add_export_commands(add_audit_commands(commands))
 
     # No -h of its own: `sluice bench gateway --help` shows the benchmark's options.
     bench = commands.add_parser(

@@ -27,21 +27,23 @@ from gateway.asgi import (
     send_body,
     send_error,
 )
+from gateway.audit.trail import Trail
 from gateway.disconnect import ClientWatch
 from gateway.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
+    RateLimited,
     UpstreamError,
     UpstreamTimeout,
 )
 from gateway.ratelimit.accounting import Accounting
-from gateway.ratelimit.usage import estimate_prompt_tokens
 from gateway.runtime import Route
 from gateway.service import Gateway
-from gateway.streaming import SSE_HEADERS, relay_stream
+from gateway.streaming import SSE_HEADERS, StreamOutcome, relay_stream
 from gateway.upstream.openai import UpstreamReply
+from gateway.usage import StreamUsage, estimate_prompt_tokens, usage_of_body
 
 log = logging.getLogger("sluicegate")
 
@@ -60,6 +62,19 @@ COMPLETIONS = Endpoint("/completions", CompletionRequest, streams=True)
 EMBEDDINGS = Endpoint("/embeddings", EmbeddingRequest, streams=False)
 
 
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the pipeline."""
+
+    head: RequestHead
+    trail: Trail | None
+    body: bytes = b""
+    request: BaseModel | None = None
+    route: Route | None = None
+    streaming: bool = False
+    accounting: Accounting | None = None
+
+
 class InferencePipeline:
     """ASGI app for one inference endpoint."""
 
@@ -69,87 +84,119 @@ class InferencePipeline:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = read_head(scope)
+        audit = self.gateway.audit
+        call = Call(head, Trail(audit.config, scope, head.request_id) if audit else None)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
                     f"{scope['method']} is not allowed on {scope['path']}; use POST.",
                     headers={"allow": "POST"},
                 )
-            await self._handle(receive, send, head)
+            await self._handle(call, receive, send)
         except GatewayError as error:
+            if call.trail is not None:
+                call.trail.failed(error)
             await send_error(send, error, head.request_id)
         except Exception:
             log.exception("internal error on request %s", head.request_id)
-            await send_error(
-                send,
-                InternalError(f"Internal gateway error (request {head.request_id})."),
-                head.request_id,
-            )
+            internal = InternalError(f"Internal gateway error (request {head.request_id}).")
+            if call.trail is not None:
+                call.trail.failed(internal)
+            await send_error(send, internal, head.request_id)
+        finally:
+            if audit is not None and call.trail is not None:
+                audit.submit(call.trail.record())
 
-    async def _handle(self, receive: Receive, send: Send, head: RequestHead) -> None:
+    async def _handle(self, call: Call, receive: Receive, send: Send) -> None:
         runtime = self.gateway.runtime
-        principal = runtime.keyring.authenticate(head.authorization)
-        body = await read_body(receive, head, runtime.policy.server.max_body_bytes)
-        request = parse_request(self.endpoint.schema, body)
+        trail = call.trail
+        principal = runtime.keyring.authenticate(call.head.authorization)
+        call.body = await read_body(receive, call.head, runtime.policy.server.max_body_bytes)
+        call.request = request = parse_request(self.endpoint.schema, call.body)
         model: str = request.model  # type: ignore[attr-defined]
-        route = runtime.route(model)
+        call.streaming = self.endpoint.streams and bool(getattr(request, "stream", False))
+        if trail is not None:
+            trail.principal, trail.model, trail.stream = principal, model, call.streaming
+            trail.request_body(call.body, getattr(request, "user", None))
+        call.route = route = runtime.route(model)
         principal.check_model(model)
+        if trail is not None:
+            trail.route = {"backend": route.upstream.name, "upstream_model": route.upstream_model}
         limiter = runtime.limiter
         if limiter is None:
-            await self._forward(receive, send, head, request, route, body, None)
+            await self._forward(call, receive, send)
             return
         estimate = partial(estimate_prompt_tokens, request)
-        admission = await limiter.admit(principal, model, head.request_id, estimate)
+        try:
+            admission = await limiter.admit(principal, model, call.head.request_id, estimate)
+        except RateLimited:
+            if trail is not None:
+                trail.ratelimit = "refused"
+            raise
+        if trail is not None:
+            trail.ratelimit = "store_failed" if admission.store_failed else "admitted"
         options = getattr(request, "stream_options", None)
-        accounting = Accounting(
-            limiter, admission, self._streams(request), bool(options and options.include_usage)
+        call.accounting = Accounting(
+            limiter, admission, call.streaming, bool(options and options.include_usage)
         )
         try:
-            await self._forward(receive, send, head, request, route, body, accounting)
+            await self._forward(call, receive, send)
         except GatewayError as error:
             error.headers = {**admission.header_map(), **error.headers}
             raise
         finally:
             # Frees concurrency slots on every path: errors, timeouts, disconnects.
-            await asyncio.shield(accounting.settle_unused())
+            await asyncio.shield(call.accounting.settle_unused())
 
-    def _streams(self, request: BaseModel) -> bool:
-        return self.endpoint.streams and bool(getattr(request, "stream", False))
-
-    async def _forward(
-        self,
-        receive: Receive,
-        send: Send,
-        head: RequestHead,
-        request: BaseModel,
-        route: Route,
-        body: bytes,
-        accounting: Accounting | None,
-    ) -> None:
+    async def _forward(self, call: Call, receive: Receive, send: Send) -> None:
+        route, accounting, trail, head = call.route, call.accounting, call.trail, call.head
+        assert route is not None
         asks_usage = accounting is not None and accounting.asks_upstream_for_usage
-        body = upstream_body(body, route, ask_usage=asks_usage)
+        body = upstream_body(call.body, route, ask_usage=asks_usage)
         extra_headers = accounting.headers if accounting is not None else []
         watch = ClientWatch(receive)
         try:
             reply = await route.upstream.open(self.endpoint.upstream_path, body, head.request_id)
-            if self._streams(request):
-                headers = [*SSE_HEADERS, (b"x-request-id", head.request_id.encode())]
-                headers += extra_headers
-                usage = accounting.usage if accounting is not None else None
-                settle = accounting.settle_stream if accounting is not None else None
-                await relay_stream(reply, send, headers, route.upstream.name, usage, settle)
+            if call.streaming:
+                await self._relay(call, reply, send, extra_headers)
             else:
                 content = await read_whole(reply, route.upstream.name)
+                usage = usage_of_body(content) if accounting or trail else None
                 if accounting is not None:
-                    await accounting.settle_body(content)
+                    await accounting.settle_usage(usage)
+                if trail is not None:
+                    trail.answered(content, usage)
                 content_type = reply.content_type.encode()
                 await send_body(send, 200, content, head.request_id, content_type, extra_headers)
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise
+            if trail is not None:
+                trail.outcome = "client_disconnected"
+                trail.status = trail.status or 499
             log.debug("client went away; request %s cancelled upstream", head.request_id)
         finally:
             watch.stop()
+
+    async def _relay(
+        self, call: Call, reply: UpstreamReply, send: Send, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        accounting, trail = call.accounting, call.trail
+        assert call.route is not None
+        headers = [*SSE_HEADERS, (b"x-request-id", call.head.request_id.encode()), *extra]
+        usage = accounting.usage if accounting is not None else None
+        if usage is None and trail is not None:
+            usage = StreamUsage(strip=False)  # only to read what the upstream reports
+        settle = accounting.settle_stream if accounting is not None else None
+        if trail is not None:
+            trail.status = 200
+        outcome = await relay_stream(
+            reply, send, headers, call.route.upstream.name, usage, settle, trail
+        )
+        if trail is not None:
+            trail.usage = usage.usage if usage is not None else None
+            if outcome is StreamOutcome.UPSTREAM_FAILED:
+                trail.outcome = "upstream_failed"
 
 
 def upstream_body(body: bytes, route: Route, ask_usage: bool = False) -> bytes:

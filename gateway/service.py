@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Mapping
 
+from gateway.audit.writer import AuditWriter
 from gateway.config.schema import Policy
 from gateway.runtime import Closable, Runtime
 
@@ -23,6 +24,16 @@ class Gateway:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self.bind_host = bind_host or policy.server.host
         self.runtime = Runtime(policy, self.env)
+        # The audit log outlives reloads: its chain must continue. Changes need a restart.
+        self.audit: AuditWriter | None = None
+        if policy.audit is not None:
+            key = self.env.get(policy.audit.hmac_key_env)
+            if not key:
+                log.warning(
+                    "audit: %s is not set; segment seals will not be authenticated",
+                    policy.audit.hmac_key_env,
+                )
+            self.audit = AuditWriter(policy.audit, key.encode() if key else None)
         # Clients retired by a swap, closed once in-flight requests had time to finish.
         self._retired: dict[asyncio.Task[None], list[Closable]] = {}
 
@@ -35,6 +46,8 @@ class Gateway:
         old = self.runtime
         if policy.server != old.policy.server:
             log.warning("policy reload: changes under 'server' take effect only after a restart")
+        if policy.audit != old.policy.audit:
+            log.warning("policy reload: changes under 'audit' take effect only after a restart")
         self.runtime = Runtime(policy, self.env, previous=old)
         retired = old.retired(self.runtime)
         if retired:
@@ -49,8 +62,15 @@ class Gateway:
         for client in clients:
             await client.aclose()
 
+    async def start(self) -> None:
+        if self.audit is not None:
+            await self.audit.start()
+
     async def aclose(self) -> None:
-        """Close every client, retired ones still waiting out their drain period included."""
+        """Close every client, retired ones still waiting out their drain period included;
+        write the audit records still queued and seal the audit segment."""
+        if self.audit is not None:
+            await self.audit.aclose()
         pending = list(self._retired.items())
         for task, _ in pending:
             task.cancel()

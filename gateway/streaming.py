@@ -10,13 +10,14 @@ import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import httpx
 
 from gateway.asgi import Send
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_body
-from gateway.ratelimit.usage import StreamUsage
 from gateway.upstream.openai import UpstreamReply
+from gateway.usage import StreamUsage
 
 log = logging.getLogger("sluicegate.streaming")
 
@@ -28,6 +29,10 @@ SSE_HEADERS = [
 DONE_EVENT = b"data: [DONE]\n\n"
 # An upstream that never ends an event is not speaking SSE; stop holding its bytes back.
 MAX_PENDING_BYTES = 1 << 20
+
+
+class StreamObserver(Protocol):
+    def stream_chunk(self, data: bytes) -> None: ...
 
 
 class StreamOutcome(enum.Enum):
@@ -58,6 +63,7 @@ async def relay_stream(
     backend: str,
     usage: StreamUsage | None = None,
     before_done: Callable[[], Awaitable[None]] | None = None,
+    observer: StreamObserver | None = None,
 ) -> StreamOutcome:
     """Relay until the upstream ends or fails; a client disconnect arrives as a cancellation.
 
@@ -66,7 +72,7 @@ async def relay_stream(
     """
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        failure = await _pump(reply, send, backend, usage)
+        failure = await _pump(reply, send, backend, usage, observer)
     except Exception:
         # The response has started: the only honest way left to fail is inside the stream.
         log.exception("stream relay from %s failed", backend)
@@ -84,7 +90,11 @@ async def relay_stream(
 
 
 async def _pump(
-    reply: UpstreamReply, send: Send, backend: str, usage: StreamUsage | None
+    reply: UpstreamReply,
+    send: Send,
+    backend: str,
+    usage: StreamUsage | None,
+    observer: StreamObserver | None,
 ) -> GatewayError | None:
     """Forward whole events up to `[DONE]`; returns why the stream failed, or None."""
     pending = b""
@@ -106,6 +116,8 @@ async def _pump(
                     out = usage.feed(out)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
+                    if observer is not None:
+                        observer.stream_chunk(out)
                 if done_at >= 0:
                     return None
     except TimeoutError:

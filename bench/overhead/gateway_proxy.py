@@ -37,6 +37,9 @@ backends:
 models:
   mock-model:
     backend: mock
+audit:
+  dir: {audit_dir}
+  fsync: batch
 """
 
 
@@ -54,7 +57,12 @@ def start_gateway(
     """The gateway as `name`, its policy the common one plus extra_policy (YAML sections)."""
     policy = workdir / ("policy.yaml" if name == "gateway" else f"policy_{name}.yaml")
     policy.write_text(
-        POLICY_TEMPLATE.format(gateway_port=port, mock_port=mock_port, key_env=KEY_ENV)
+        POLICY_TEMPLATE.format(
+            gateway_port=port,
+            mock_port=mock_port,
+            key_env=KEY_ENV,
+            audit_dir=workdir / f"audit_{name}",
+        )
         + extra_policy
     )
     cmd = [
@@ -72,6 +80,7 @@ def start_gateway(
     ]
     env = dict(os.environ)
     env[KEY_ENV] = key
+    env["SLUICE_AUDIT_HMAC_KEY"] = "bench-audit-key"
     env["PYTHONUNBUFFERED"] = "1"
     out_path = workdir / f"{name}.log"
     with open(out_path, "wb") as out:

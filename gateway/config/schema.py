@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.config.audit import AuditConfig
 from gateway.config.base import StrictModel
 from gateway.config.ratelimit import RateLimitConfig
 
@@ -137,6 +138,7 @@ class Policy(StrictModel):
     backends: dict[str, Backend] = Field(min_length=1)
     models: dict[str, ModelRoute] = Field(min_length=1)
     ratelimit: RateLimitConfig | None = None
+    audit: AuditConfig | None = None
 
 
 def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:

@@ -4,7 +4,7 @@ tokens it really used (from the response body, or from the stream's usage event)
 from __future__ import annotations
 
 from gateway.ratelimit.limiter import Admission, Limiter
-from gateway.ratelimit.usage import StreamUsage, usage_of_body
+from gateway.usage import StreamUsage, usage_total
 
 
 class Accounting:
@@ -32,9 +32,9 @@ class Accounting:
         total = self.usage.estimate(self.admission.prompt_tokens) if self.usage else None
         await self.limiter.settle(self.admission, total)
 
-    async def settle_body(self, content: bytes) -> None:
-        total = usage_of_body(content) if self.admission.counts_tokens else None
-        await self.limiter.settle(self.admission, total)
+    async def settle_usage(self, usage: dict[str, int] | None) -> None:
+        """Settle a whole answer with the usage its body reported."""
+        await self.limiter.settle(self.admission, usage_total(usage))
 
     async def settle_unused(self) -> None:
         """Free what the request holds when it ended without an answer (safe to repeat)."""

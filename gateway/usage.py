@@ -1,4 +1,4 @@
-"""Token counts for limits: a fast estimate of the prompt before the call, the real usage after.
+"""Token counts: a fast estimate of the prompt before the call, the real usage after.
 
 The estimate is OpenAI's rule of thumb (about 4 bytes of text per token, a few tokens of framing
 per message); the upstream's reported usage then corrects the charge, streams included.
@@ -42,21 +42,28 @@ def _tokens_of(value: Any) -> int:
     return 1
 
 
-def usage_total(payload: Any) -> int | None:
-    """total_tokens of an OpenAI `usage` object inside `payload`, if there is one."""
+def usage_object(payload: Any) -> dict[str, int] | None:
+    """The token counts of an OpenAI `usage` object inside `payload`, if it has one."""
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
-    total = usage.get("total_tokens")
-    if isinstance(total, int):
-        return total
-    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-    return sum(p for p in parts if isinstance(p, int)) or None
+    counts = {
+        name: usage[name]
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if isinstance(usage.get(name), int)
+    }
+    if "total_tokens" not in counts and counts:
+        counts["total_tokens"] = counts.get("prompt_tokens", 0) + counts.get("completion_tokens", 0)
+    return counts or None
 
 
-def usage_of_body(body: bytes) -> int | None:
+def usage_total(usage: dict[str, int] | None) -> int | None:
+    return usage.get("total_tokens") if usage else None
+
+
+def usage_of_body(body: bytes) -> dict[str, int] | None:
     try:
-        return usage_total(orjson.loads(body))
+        return usage_object(orjson.loads(body))
     except orjson.JSONDecodeError:
         return None
 
@@ -65,12 +72,16 @@ class StreamUsage:
     """Reads usage out of the relayed SSE events; drops the usage-only chunk when the gateway,
     not the client, asked the upstream for it (`stream_options.include_usage`)."""
 
-    __slots__ = ("events", "strip", "total")
+    __slots__ = ("events", "strip", "usage")
 
     def __init__(self, strip: bool) -> None:
         self.strip = strip
-        self.total: int | None = None
+        self.usage: dict[str, int] | None = None
         self.events = 0
+
+    @property
+    def total(self) -> int | None:
+        return usage_total(self.usage)
 
     def feed(self, out: bytes) -> bytes:
         self.events += out.count(b"data: ")
@@ -83,9 +94,9 @@ class StreamUsage:
                     payload = orjson.loads(event[6:])
                 except orjson.JSONDecodeError:
                     payload = None
-                total = usage_total(payload)
-                if total is not None:
-                    self.total = total
+                usage = usage_object(payload)
+                if usage is not None:
+                    self.usage = usage
                     if self.strip and isinstance(payload, dict) and payload.get("choices") == []:
                         continue
             kept.append(event)

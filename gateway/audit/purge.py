@@ -1,0 +1,137 @@
+"""Erasure: replacing the `personal` part of a tenant's or a user's records with a tombstone.
+
+The chain covers every field but `personal` (which `personal_sha256` commits to), so a purged
+log still verifies. Each affected segment is rewritten beside itself and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from gateway.audit.chain import PURGED, tombstone
+from gateway.audit.segment_files import is_seal, open_segment, segment_paths
+
+Match = Callable[[dict[str, Any]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What a purge did: records tombstoned, and the open segment it left alone, if any."""
+
+    records: int
+    skipped_open: Path | None
+
+
+def purge(
+    directory: Path,
+    tenant: str | None = None,
+    user: str | None = None,
+    now: datetime | None = None,
+    include_open: bool = False,
+) -> Purged:
+    """Tombstone the records of `tenant` (the record's field) and/or `user` (`personal.user`;
+    with both, a record must match both).
+
+    The newest segment, while it has no seal, is left alone unless `include_open`: a running
+    gateway appends to it, and what it appends during the rewrite would be lost.
+    """
+    if tenant is None and user is None:
+        raise ValueError("purge needs a tenant or a user to erase")
+    at = rfc3339(now or datetime.now(UTC))
+    match = _matcher(tenant, user)
+    skip = None if include_open else open_segment(directory)
+    records = 0
+    for path in segment_paths(directory):
+        if path != skip and _any_match(path, match):
+            records += _rewrite(path, match, at)
+    return Purged(records, skip)
+
+
+def rfc3339(moment: datetime) -> str:
+    """The log's time format: UTC with milliseconds and a `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _matcher(tenant: str | None, user: str | None) -> Match:
+    def match(record: dict[str, Any]) -> bool:
+        personal = record.get("personal")
+        if not isinstance(personal, dict) or personal.get(PURGED) is True:
+            return False  # nothing personal left (already purged: keep the first `at`)
+        if tenant is not None and record.get("tenant") != tenant:
+            return False
+        return user is None or personal.get("user") == user
+
+    return match
+
+
+def _record(raw: bytes) -> dict[str, Any] | None:
+    """The record on a complete line; None for seals, a partial last line or a damaged line,
+    which purge copies as they are (verify is the tool that reports damage)."""
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or is_seal(value):
+        return None
+    return value
+
+
+def _any_match(path: Path, match: Match) -> bool:
+    """Read-only first pass, so segments with nothing to purge are never rewritten."""
+    with path.open("rb") as file:
+        for raw in file:
+            record = _record(raw)
+            if record is not None and match(record):
+                return True
+    return False
+
+
+def _rewrite(path: Path, match: Match, at: str) -> int:
+    """Copy `path` line by line into a temporary file beside it, tombstoning matches, then swap
+    it in; a crash at any point leaves either the old segment or the new one, never half."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".purge")
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+            purged = _copy(source, out, match, at)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+    return purged
+
+
+def _copy(source: IO[bytes], out: IO[bytes], match: Match, at: str) -> int:
+    purged = 0
+    for raw in source:
+        record = _record(raw)
+        if record is None or not match(record):
+            out.write(raw)
+            continue
+        record["personal"] = tombstone(at=at)  # same key, same place: other fields untouched
+        out.write(orjson.dumps(record) + b"\n")
+        purged += 1
+    return purged
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
