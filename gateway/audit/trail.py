@@ -162,12 +162,26 @@ class Trail:
             return None
         if self._config.client_ip == "full":
             return self.client
+        return truncated_ip(self.client)
+
+
+_TRUNCATED: dict[str, str | None] = {}
+
+
+def truncated_ip(client: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of `client`; cached, `ipaddress` is slow."""
+    network = _TRUNCATED.get(client)
+    if network is None and client not in _TRUNCATED:
         try:
-            address = ipaddress.ip_address(self.client)
+            address = ipaddress.ip_address(client)
+            prefix = 24 if address.version == 4 else 48
+            network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
         except ValueError:
-            return None
-        prefix = 24 if address.version == 4 else 48
-        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+            network = None
+        if len(_TRUNCATED) >= 65536:
+            _TRUNCATED.clear()
+        _TRUNCATED[client] = network
+    return network
 
 
 def _json(data: bytes) -> Any:

@@ -88,6 +88,8 @@ class AuditWriter:
                 if self._chain.next_seq > self._first_seq:
                     await asyncio.to_thread(self._rotate)
                 continue
+            if self.config.flush_interval_ms and first is not _STOP:
+                await asyncio.sleep(self.config.flush_interval_ms / 1000)
             batch = [first, *self._drain()]
             stop = any(record is _STOP for record in batch)
             batch = [record for record in batch if record is not _STOP]

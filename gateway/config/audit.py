@@ -20,6 +20,9 @@ class AuditConfig(StrictModel):
     client_ip: Literal["full", "truncated", "none"] = "truncated"
     hmac_key_env: str = "SLUICE_AUDIT_HMAC_KEY"
     fsync: Literal["none", "batch"] = "batch"
+    # The writer gathers records this long before a write (and fsync): one write per interval
+    # at low rates instead of one per request. It bounds what a crash can lose, with the queue.
+    flush_interval_ms: float = Field(10.0, ge=0, le=1000)
     max_segment_bytes: int = Field(64 * 1024 * 1024, ge=4096)
     max_segment_age_s: float = Field(3600.0, gt=0)
     retention_days: float = Field(90.0, ge=0)

@@ -143,3 +143,14 @@ def test_client_ips_are_truncated_by_default(
     server.stop()
     (record,), _ = read_log(tmp_path)
     assert record["personal"]["client_ip"] == "127.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("client", "network"),
+    [("203.0.113.77", "203.0.113.0"), ("2001:db8:abcd:12::1", "2001:db8:abcd::"), ("x", None)],
+)
+def test_truncated_ips_keep_only_the_network(client: str, network: str | None) -> None:
+    from gateway.audit.trail import truncated_ip
+
+    assert truncated_ip(client) == network
+    assert truncated_ip(client) == network  # the cached answer is the same
