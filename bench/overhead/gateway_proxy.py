@@ -6,7 +6,6 @@ Its policy (the mock as its only backend, one bench key), its start-up and its p
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,17 +82,7 @@ def start_gateway(
     env["SLUICE_AUDIT_HMAC_KEY"] = "bench-audit-key"
     env["PYTHONUNBUFFERED"] = "1"
     out_path = workdir / f"{name}.log"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=str(REPO_ROOT),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    children.add(name, proc)
+    proc = children.spawn(name, cmd, REPO_ROOT, env, out_path)
     wait_healthy(name, proc, cmd, out_path, port, "/healthz", startup_timeout)
     return Server(name, proc, port, cmd, out_path)
 

@@ -75,17 +75,7 @@ def start_litellm(
     no_proxy = ",".join(x for x in (env.get("no_proxy"), "127.0.0.1,localhost") if x)
     env["no_proxy"] = env["NO_PROXY"] = no_proxy
     out_path = workdir / "litellm.log"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=str(workdir),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    children.add("litellm", proc)
+    proc = children.spawn("litellm", cmd, workdir, env, out_path)
     wait_healthy("litellm", proc, cmd, out_path, port, LITELLM_HEALTH_PATH, startup_timeout)
     return Server("litellm", proc, port, cmd, out_path)
 

@@ -37,6 +37,23 @@ class Children:
     def add(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         self.procs.append((name, proc))
 
+    def spawn(
+        self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        """Start a server in its own session, its stdout and stderr going to `log_path`."""
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(cwd),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.add(name, proc)
+        return proc
+
     def stop_all(self) -> None:
         for _name, proc in reversed(self.procs):
             _signal_group(proc, signal.SIGTERM)

@@ -9,12 +9,6 @@
 -- ARGV[4]: the cost per bucket, joined by commas   ARGV[5]: window end per bucket, likewise
 -- returns, per bucket: allowed (0/1), remaining, reset_s, retry_after_s (-1: never fits)
 
-local function numbers(text)
-  local out = {}
-  for value in string.gmatch(text, '[^,]+') do out[#out + 1] = tonumber(value) end
-  return out
-end
-
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local holder, lease = ARGV[1], tonumber(ARGV[2])

@@ -18,7 +18,10 @@ from gateway.ratelimit.buckets import Bucket, Kind, Unit, Verdict, budget_window
 
 
 def _script(name: str) -> str:
-    return resources.files("gateway.ratelimit").joinpath(name).read_text(encoding="utf-8")
+    """A Lua script with the shared prelude in front of it."""
+    package = resources.files("gateway.ratelimit")
+    prelude = package.joinpath("prelude.lua").read_text(encoding="utf-8")
+    return prelude + package.joinpath(name).read_text(encoding="utf-8")
 
 
 class StoreUnavailable(Exception):

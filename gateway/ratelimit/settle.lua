@@ -6,12 +6,6 @@
 -- ARGV[4]: "kind,limit,period_s,is_tokens" per bucket, joined by commas (as in admit.lua)
 -- ARGV[5]: window end per bucket, joined by commas
 
-local function numbers(text)
-  local out = {}
-  for value in string.gmatch(text, '[^,]+') do out[#out + 1] = tonumber(value) end
-  return out
-end
-
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local holder, delta, release = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'

@@ -3,23 +3,20 @@ the exit codes (0 verified, 1 tampered or damaged, 2 usage)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from gateway.audit.chain import digest
-from gateway.audit.commands import add_audit_commands
+from gateway.cli import main
 from tests.support.audit_logs import edit_line, read_lines, write_log
 
 KEY = "audit-cli-key"
 
 
 def sluice(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="sluice")
-    add_audit_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    """`sluice ...` through the real command line."""
+    return main(list(argv))
 
 
 @pytest.fixture

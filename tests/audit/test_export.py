@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
@@ -23,9 +22,9 @@ from gateway.audit.export import (
     select,
     write_parquet,
 )
-from gateway.audit.export_commands import add_export_commands
 from gateway.audit.segment import Chain
 from gateway.audit.segment_files import read_records
+from gateway.cli import main
 from tests.support.audit_export_logs import (
     make_record,
     minutes,
@@ -39,10 +38,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 
 def sluice_audit(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="sluice audit")
-    add_export_commands(parser.add_subparsers(dest="audit_command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    """`sluice audit ...` through the real command line."""
+    return main(["audit", *argv])
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.audit.export_commands import add_export_commands
 from gateway.audit.purge import purge
+from gateway.cli import main
 from tests.support.audit_export_logs import chain_problems, make_record, minutes, write_log
 
 NOW = datetime(2026, 12, 1, 9, 30, 15, 250000, tzinfo=UTC)
@@ -19,10 +18,8 @@ TOMBSTONE = {"purged": True, "at": "2026-12-01T09:30:15.250Z"}
 
 
 def sluice_audit(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="sluice audit")
-    add_export_commands(parser.add_subparsers(dest="audit_command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    """`sluice audit ...` through the real command line."""
+    return main(["audit", *argv])
 
 
 @pytest.fixture
