@@ -194,7 +194,10 @@ def start_reloading_gateway(tmp_path: Path) -> Iterator[Callable[..., Reloading]
 def test_requests_in_flight_finish_under_the_old_policy(
     upstream: MockUpstream, start_reloading_gateway: Callable[..., Reloading]
 ) -> None:
-    started = start_reloading_gateway(policy_yaml(upstream.base_url, read_s=60))
+    # Generous timeouts: only the test's own release may end the held stream.
+    started = start_reloading_gateway(
+        policy_yaml(upstream.base_url, read_s=60).replace("total_s: 10", "total_s: 120")
+    )
     server, path, gateway = started.server, started.path, started.gateway
     old_client = gateway.runtime.upstreams["mock"]
     body = {"model": "gpt-hold", "stream": True, "messages": [{"role": "user", "content": "x"}]}
@@ -211,9 +214,8 @@ def test_requests_in_flight_finish_under_the_old_policy(
         assert upstream.record.first_chunks_sent.is_set()
 
         # The new policy drops gpt-hold and changes the backend, so its client is retired too.
-        new_text = policy_yaml(upstream.base_url, read_s=61).replace(
-            "  gpt-hold: {backend: mock, model: 'hold'}\n", ""
-        )
+        new_text = policy_yaml(upstream.base_url, read_s=61).replace("total_s: 10", "total_s: 120")
+        new_text = new_text.replace("  gpt-hold: {backend: mock, model: 'hold'}\n", "")
         assert "gpt-hold" not in new_text
         replace_atomically(path, new_text)
 
@@ -221,7 +223,7 @@ def test_requests_in_flight_finish_under_the_old_policy(
             listed = client.get("/v1/models").json()["data"]
             return "gpt-hold" not in {m["id"] for m in listed}
 
-        wait_until(hold_is_gone, "the reloaded policy no longer routes gpt-hold")
+        wait_until(hold_is_gone, "the reloaded policy no longer routes gpt-hold", timeout=30)
         assert gateway.runtime.upstreams["mock"] is not old_client
 
         upstream.record.release.set()
