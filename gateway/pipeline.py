@@ -35,6 +35,7 @@ from gateway.errors import (
     InvalidRequest,
     MethodNotAllowed,
     RateLimited,
+    RateLimitStoreDown,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -129,7 +130,7 @@ class InferencePipeline:
         estimate = partial(estimate_prompt_tokens, request)
         try:
             admission = await limiter.admit(principal, model, call.head.request_id, estimate)
-        except RateLimited:
+        except (RateLimited, RateLimitStoreDown):
             if trail is not None:
                 trail.ratelimit = "refused"
             raise
