@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
@@ -81,6 +82,22 @@ class OpenAPI(JSONEndpoint):
         return 200, openapi_document()
 
 
+class MetricsEndpoint:
+    """`GET /metrics` in Prometheus's text format (no key: expose it where only scrapers reach)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head = read_head(scope)
+        if scope["method"] not in ("GET", "HEAD"):
+            error = MethodNotAllowed(f"{scope['method']} is not allowed on /metrics; use GET.")
+            await send_error(send, error, head.request_id)
+            return
+        body = self.gateway.metrics.exposition()
+        await send_body(send, 200, body, head.request_id, CONTENT_TYPE_LATEST.encode())
+
+
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     head = read_head(scope)
     error = NotFound(f"Unknown path {scope['method']} {scope.get('path', '')}.")
@@ -118,6 +135,7 @@ def create_app(
         Route("/healthz", Health(gateway)),
         Route("/readyz", Ready(gateway)),
         Route("/openapi.json", OpenAPI(gateway)),
+        Route("/metrics", MetricsEndpoint(gateway)),
     ]
     router = Router(routes=routes, default=not_found, lifespan=lifespan)
     router.state = gateway  # type: ignore[attr-defined]

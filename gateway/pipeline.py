@@ -56,11 +56,12 @@ class Endpoint:
     upstream_path: str
     schema: type[BaseModel]
     streams: bool
+    name: str
 
 
-CHAT = Endpoint("/chat/completions", ChatCompletionRequest, streams=True)
-COMPLETIONS = Endpoint("/completions", CompletionRequest, streams=True)
-EMBEDDINGS = Endpoint("/embeddings", EmbeddingRequest, streams=False)
+CHAT = Endpoint("/chat/completions", ChatCompletionRequest, True, "chat.completions")
+COMPLETIONS = Endpoint("/completions", CompletionRequest, True, "completions")
+EMBEDDINGS = Endpoint("/embeddings", EmbeddingRequest, False, "embeddings")
 
 
 @dataclass(slots=True)
@@ -68,7 +69,7 @@ class Call:
     """One request on its way through the pipeline."""
 
     head: RequestHead
-    trail: Trail | None
+    trail: Trail
     body: bytes = b""
     request: BaseModel | None = None
     route: Route | None = None
@@ -86,7 +87,7 @@ class InferencePipeline:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = read_head(scope)
         audit = self.gateway.audit
-        call = Call(head, Trail(audit.config, scope, head.request_id) if audit else None)
+        call = Call(head, Trail(audit.config if audit else None, scope, head.request_id))
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
@@ -95,17 +96,16 @@ class InferencePipeline:
                 )
             await self._handle(call, receive, send)
         except GatewayError as error:
-            if call.trail is not None:
-                call.trail.failed(error)
+            call.trail.failed(error)
             await send_error(send, error, head.request_id)
         except Exception:
             log.exception("internal error on request %s", head.request_id)
             internal = InternalError(f"Internal gateway error (request {head.request_id}).")
-            if call.trail is not None:
-                call.trail.failed(internal)
+            call.trail.failed(internal)
             await send_error(send, internal, head.request_id)
         finally:
-            if audit is not None and call.trail is not None:
+            self.gateway.metrics.observe(call.trail, self.endpoint.name)
+            if audit is not None:
                 audit.submit(call.trail.record())
 
     async def _handle(self, call: Call, receive: Receive, send: Send) -> None:
@@ -116,13 +116,11 @@ class InferencePipeline:
         call.request = request = parse_request(self.endpoint.schema, call.body)
         model: str = request.model  # type: ignore[attr-defined]
         call.streaming = self.endpoint.streams and bool(getattr(request, "stream", False))
-        if trail is not None:
-            trail.principal, trail.model, trail.stream = principal, model, call.streaming
-            trail.request_body(call.body, getattr(request, "user", None))
+        trail.principal, trail.model, trail.stream = principal, model, call.streaming
+        trail.request_body(call.body, getattr(request, "user", None))
         call.route = route = runtime.route(model)
         principal.check_model(model)
-        if trail is not None:
-            trail.route = {"backend": route.upstream.name, "upstream_model": route.upstream_model}
+        trail.route = {"backend": route.upstream.name, "upstream_model": route.upstream_model}
         limiter = runtime.limiter
         if limiter is None:
             await self._forward(call, receive, send)
@@ -131,11 +129,9 @@ class InferencePipeline:
         try:
             admission = await limiter.admit(principal, model, call.head.request_id, estimate)
         except (RateLimited, RateLimitStoreDown):
-            if trail is not None:
-                trail.ratelimit = "refused"
+            trail.ratelimit = "refused"
             raise
-        if trail is not None:
-            trail.ratelimit = "store_failed" if admission.store_failed else "admitted"
+        trail.ratelimit = "store_failed" if admission.store_failed else "admitted"
         options = getattr(request, "stream_options", None)
         call.accounting = Accounting(
             limiter, admission, call.streaming, bool(options and options.include_usage)
@@ -162,19 +158,17 @@ class InferencePipeline:
                 await self._relay(call, reply, send, extra_headers)
             else:
                 content = await read_whole(reply, route.upstream.name)
-                usage = usage_of_body(content) if accounting or trail else None
+                usage = usage_of_body(content)
                 if accounting is not None:
                     await accounting.settle_usage(usage)
-                if trail is not None:
-                    trail.answered(content, usage)
+                trail.answered(content, usage)
                 content_type = reply.content_type.encode()
                 await send_body(send, 200, content, head.request_id, content_type, extra_headers)
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise
-            if trail is not None:
-                trail.outcome = "client_disconnected"
-                trail.status = trail.status or 499
+            trail.outcome = "client_disconnected"
+            trail.status = trail.status or 499
             log.debug("client went away; request %s cancelled upstream", head.request_id)
         finally:
             watch.stop()
@@ -186,18 +180,16 @@ class InferencePipeline:
         assert call.route is not None
         headers = [*SSE_HEADERS, (b"x-request-id", call.head.request_id.encode()), *extra]
         usage = accounting.usage if accounting is not None else None
-        if usage is None and trail is not None:
+        if usage is None:
             usage = StreamUsage(strip=False)  # only to read what the upstream reports
         settle = accounting.settle_stream if accounting is not None else None
-        if trail is not None:
-            trail.status = 200
+        trail.status = 200
         outcome = await relay_stream(
             reply, send, headers, call.route.upstream.name, usage, settle, trail
         )
-        if trail is not None:
-            trail.usage = usage.usage if usage is not None else None
-            if outcome is StreamOutcome.UPSTREAM_FAILED:
-                trail.outcome = "upstream_failed"
+        trail.usage = usage.usage if usage is not None else None
+        if outcome is StreamOutcome.UPSTREAM_FAILED:
+            trail.outcome = "upstream_failed"
 
 
 def upstream_body(body: bytes, route: Route, ask_usage: bool = False) -> bytes:

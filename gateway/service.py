@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from gateway.audit.writer import AuditWriter
 from gateway.config.schema import Policy
+from gateway.metrics import Metrics
 from gateway.runtime import Closable, Runtime
 
 log = logging.getLogger("sluicegate")
@@ -34,6 +35,7 @@ class Gateway:
                     policy.audit.hmac_key_env,
                 )
             self.audit = AuditWriter(policy.audit, key.encode() if key else None)
+        self.metrics = Metrics(self)
         # Clients retired by a swap, closed once in-flight requests had time to finish.
         self._retired: dict[asyncio.Task[None], list[Closable]] = {}
 

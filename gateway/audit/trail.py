@@ -49,7 +49,7 @@ class Trail:
         "user",
     )
 
-    def __init__(self, config: AuditConfig, scope: Any, request_id: str) -> None:
+    def __init__(self, config: AuditConfig | None, scope: Any, request_id: str) -> None:
         self._config = config
         self._started = time.perf_counter()
         self.arrived = time.time()
@@ -77,6 +77,8 @@ class Trail:
     # -- filled in by the pipeline ---------------------------------------------------------
     def request_body(self, body: bytes, user: str | None) -> None:
         self.user = user
+        if self._config is None:
+            return
         if self._config.content == "hashed":
             self._request_hash = hashlib.sha256(body).hexdigest()
             self._response_hash = hashlib.sha256()
@@ -115,6 +117,9 @@ class Trail:
                         delta = choice.get("delta") or {}
                         self._response_text.append(delta.get("content") or choice.get("text") or "")
 
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._started
+
     # -- the record ------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         principal = self.principal
@@ -148,6 +153,8 @@ class Trail:
         }
 
     def _content(self) -> dict[str, Any] | None:
+        if self._config is None:
+            return None
         if self._config.content == "hashed" and self._request_hash is not None:
             return {
                 "request_sha256": self._request_hash,
@@ -158,7 +165,7 @@ class Trail:
         return None
 
     def _client_ip(self) -> str | None:
-        if self.client is None or self._config.client_ip == "none":
+        if self.client is None or self._config is None or self._config.client_ip == "none":
             return None
         if self._config.client_ip == "full":
             return self.client
