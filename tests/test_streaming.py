@@ -69,10 +69,8 @@ def patient_gateway(upstream: MockUpstream, start_gateway: GatewayFactory) -> Se
     return start_gateway(policy_yaml(upstream.base_url, read_s=60))
 
 
-def test_client_disconnect_closes_the_upstream_connection(
-    patient_gateway: ServerThread, upstream: MockUpstream
-) -> None:
-    gateway = patient_gateway
+def hang_up_mid_stream(gateway: ServerThread) -> None:
+    """Open a held stream, read its first chunk, and close the connection."""
     with (
         httpx.Client(timeout=10) as http,
         http.stream(
@@ -83,8 +81,14 @@ def test_client_disconnect_closes_the_upstream_connection(
         ) as response,
     ):
         next(response.iter_raw())
-        assert upstream.record.first_chunks_sent.is_set()
-    # Leaving the block closed the client connection mid-stream; total_s (10 s) is further off.
+
+
+def test_client_disconnect_closes_the_upstream_connection(
+    patient_gateway: ServerThread, upstream: MockUpstream
+) -> None:
+    hang_up_mid_stream(patient_gateway)
+    assert upstream.record.first_chunks_sent.is_set()
+    # total_s (10 s) is further off: only the hang-up can have ended the upstream call.
     assert upstream.record.stream_cancelled.wait(timeout=5)
     assert not upstream.record.release.is_set()
 
@@ -92,22 +96,12 @@ def test_client_disconnect_closes_the_upstream_connection(
 def test_gateway_keeps_serving_after_a_client_disconnect(
     patient_gateway: ServerThread, upstream: MockUpstream
 ) -> None:
-    gateway = patient_gateway
     for _ in range(3):
         upstream.record.stream_cancelled.clear()
-        with (
-            httpx.Client(timeout=10) as http,
-            http.stream(
-                "POST",
-                f"{gateway.url}/v1/chat/completions",
-                json=stream_request("gpt-hold"),
-                headers=AUTH,
-            ) as response,
-        ):
-            next(response.iter_raw())
+        hang_up_mid_stream(patient_gateway)
         assert upstream.record.stream_cancelled.wait(timeout=5)
     ok = httpx.post(
-        f"{gateway.url}/v1/chat/completions",
+        f"{patient_gateway.url}/v1/chat/completions",
         headers=AUTH,
         timeout=10,
         json={"model": "gpt-echo", "messages": [{"role": "user", "content": "x"}]},
