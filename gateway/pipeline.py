@@ -187,7 +187,7 @@ class InferencePipeline:
         outcome = await relay_stream(
             reply, send, headers, call.route.upstream.name, usage, settle, trail
         )
-        trail.usage = usage.usage if usage is not None else None
+        trail.usage = usage.usage
         if outcome is StreamOutcome.UPSTREAM_FAILED:
             trail.outcome = "upstream_failed"
 
