@@ -41,15 +41,12 @@ class Runtime:
         self.upstreams: dict[str, OpenAIUpstream] = {}
         for name, config in policy.backends.items():
             old = previous.upstreams.get(name) if previous else None
-            # Reuse the pooled client when nothing about the backend changed.
-            reusable = (
-                old is not None
-                and old.config == config
-                and previous is not None
-                and previous.env_key(name) == _api_key(config.api_key_env, env)
-            )
-            self.upstreams[name] = old if reusable and old else OpenAIUpstream(name, config, env)
-        self._api_keys = {n: _api_key(c.api_key_env, env) for n, c in policy.backends.items()}
+            # Reuse the pooled client when nothing about the backend changed, its key included.
+            key = env.get(config.api_key_env) if config.api_key_env else None
+            if old is not None and old.config == config and old.api_key == key:
+                self.upstreams[name] = old
+            else:
+                self.upstreams[name] = OpenAIUpstream(name, config, env)
         self.routes = {
             name: Route(name, route.model or name, self.upstreams[route.backend])
             for name, route in policy.models.items()
@@ -57,9 +54,6 @@ class Runtime:
         self.limiter: Limiter | None = _limiter(
             policy.ratelimit, previous.limiter if previous else None
         )
-
-    def env_key(self, backend: str) -> str | None:
-        return self._api_keys.get(backend)
 
     def route(self, model: str) -> Route:
         route = self.routes.get(model)
@@ -104,7 +98,3 @@ def _limiter(config: RateLimitConfig | None, previous: Limiter | None) -> Limite
         config.store == "memory" or previous.config.redis == config.redis
     )
     return Limiter(config, previous.store if same_store else None)
-
-
-def _api_key(env_name: str | None, env: Mapping[str, str]) -> str | None:
-    return env.get(env_name) if env_name else None

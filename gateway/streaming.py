@@ -38,7 +38,6 @@ class StreamObserver(Protocol):
 class StreamOutcome(enum.Enum):
     COMPLETED = "completed"
     UPSTREAM_FAILED = "upstream_failed"
-    CLIENT_DISCONNECTED = "client_disconnected"
 
 
 def split_events(data: bytes) -> int:

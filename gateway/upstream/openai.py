@@ -57,8 +57,9 @@ class OpenAIUpstream:
         self._urls: dict[str, httpx.URL] = {}
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         headers.update({k.lower(): v for k, v in config.headers.items()})
-        if config.api_key_env:
-            headers["authorization"] = f"Bearer {env[config.api_key_env]}"
+        self.api_key = env[config.api_key_env] if config.api_key_env else None
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
         self._headers = headers
         t = config.timeouts
         self._timeouts = {
