@@ -1,0 +1,97 @@
+"""Attention over the paged KV cache: the one interface the model calls, and its PyTorch version.
+
+A step's tokens are flattened: single-token decodes first, then prefill chunks. The Triton
+kernels (GPU) implement the same `PagedAttention.forward` signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(slots=True)
+class PrefillSpan:
+    """One sequence's new tokens [start, end) in the flattened batch."""
+
+    start: int
+    end: int
+    # Slots of the whole context (cached prefix + the new tokens), or None when the new
+    # tokens are the whole context and attention can read them directly.
+    context_slots: torch.Tensor | None = None
+    # [new tokens, context] True where a query may attend; None with context_slots None.
+    mask: torch.Tensor | None = None
+
+
+@dataclass(slots=True)
+class AttentionMetadata:
+    # slot_mapping: [tokens] where each new token's K/V is written.
+    slot_mapping: torch.Tensor
+    num_decodes: int = 0
+    # decode_slots: [decodes, max_context] slots to read; decode_mask: [decodes, 1, 1, max_context].
+    decode_slots: torch.Tensor | None = None
+    decode_mask: torch.Tensor | None = None
+    prefills: list[PrefillSpan] = field(default_factory=list)
+
+
+class PagedAttention:
+    """q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim];
+    kv_cache: [slots, 2, kv_heads, head_dim] (slot = block * block_size + offset)."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        kv_cache: torch.Tensor,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        kv_cache.index_copy_(0, meta.slot_mapping, torch.stack((k, v), dim=1))
+        out = torch.empty_like(q)
+        b = meta.num_decodes
+        if b:
+            assert meta.decode_slots is not None
+            ctx = kv_cache[meta.decode_slots]  # [b, context, 2, kv_heads, head_dim]
+            keys = ctx[:, :, 0].transpose(1, 2)
+            values = ctx[:, :, 1].transpose(1, 2)
+            o = F.scaled_dot_product_attention(
+                q[:b].unsqueeze(2),
+                keys,
+                values,
+                attn_mask=meta.decode_mask,
+                scale=self.scale,
+                enable_gqa=True,
+            )
+            out[:b] = o.squeeze(2)
+        for span in meta.prefills:
+            out[span.start : span.end] = self._prefill(q, k, v, kv_cache, span)
+        return out
+
+    def _prefill(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        kv_cache: torch.Tensor,
+        span: PrefillSpan,
+    ) -> torch.Tensor:
+        qs = q[span.start : span.end].transpose(0, 1)
+        if span.context_slots is None:
+            keys = k[span.start : span.end].transpose(0, 1)
+            values = v[span.start : span.end].transpose(0, 1)
+            o = F.scaled_dot_product_attention(
+                qs, keys, values, is_causal=True, scale=self.scale, enable_gqa=True
+            )
+        else:
+            ctx = kv_cache[span.context_slots]
+            keys = ctx[:, 0].transpose(0, 1)
+            values = ctx[:, 1].transpose(0, 1)
+            o = F.scaled_dot_product_attention(
+                qs, keys, values, attn_mask=span.mask, scale=self.scale, enable_gqa=True
+            )
+        return o.transpose(0, 1)

@@ -1,0 +1,64 @@
+"""The engine's knobs in one place, with their defaults and checks.
+
+Also decides where the engine runs (device, dtype, threads) and how big the KV pool is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    model: str = DEFAULT_MODEL
+    block_size: int = 16
+    # Memory for the KV cache; None: 1 GiB on CPU, 80% of what is free after the weights on GPU.
+    kv_cache_gb: float | None = None
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 512
+    # Prompt + output tokens per sequence; None: the model's own limit (clipped to the pool).
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    device: str = "auto"
+    dtype: str = "float32"
+    seed: int | None = None
+    # Intra-op threads on CPU; None: all the cores this process may use.
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1 or self.block_size > 256:
+            raise ValueError(f"block_size must be in [1, 256], got {self.block_size}")
+        if self.kv_cache_gb is not None and not self.kv_cache_gb > 0:
+            raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"max_model_len must be at least 2, got {self.max_model_len}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def kv_cache_bytes(self, device: torch.device) -> int:
+        if self.kv_cache_gb is not None:
+            return int(self.kv_cache_gb * 2**30)
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free * 0.8)
+        return 2**30
+
+    def apply_threads(self) -> None:
+        threads = self.num_threads or len(os.sched_getaffinity(0))
+        torch.set_num_threads(max(1, threads))

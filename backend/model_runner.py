@@ -1,0 +1,117 @@
+"""Runs one scheduled step through the model: flatten the batch, build attention metadata, logits.
+
+Owns the KV cache tensors; knows nothing about requests, sampling or text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+
+import torch
+
+from backend.attention import AttentionMetadata, PrefillSpan
+from backend.model_config import ModelConfig
+from backend.models.llama import LlamaForCausalLM
+from backend.sequence import Sequence
+
+
+def kv_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
+    """Bytes one block takes across all layers (K and V)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return config.num_layers * 2 * block_size * config.num_kv_heads * config.head_dim * itemsize
+
+
+class ModelRunner:
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        num_blocks: int,
+        block_size: int,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        config = model.config
+        self.model = model
+        self.block_size = block_size
+        self.device = device
+        shape = (num_blocks * block_size, 2, config.num_kv_heads, config.head_dim)
+        # Zeroed, not empty: padded decode reads land on real slots and must hold no NaNs.
+        self.kv_caches = [
+            torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)
+        ]
+        self._offsets = torch.arange(block_size, device=device)
+
+    @torch.inference_mode()
+    def copy_blocks(self, copies: Seq[tuple[int, int]]) -> None:
+        bs = self.block_size
+        for src, dst in copies:
+            for cache in self.kv_caches:
+                cache[dst * bs : (dst + 1) * bs] = cache[src * bs : (src + 1) * bs]
+
+    @torch.inference_mode()
+    def execute(
+        self, seqs: Seq[Sequence], num_new_tokens: Seq[int]
+    ) -> tuple[list[int], torch.Tensor]:
+        """Compute the step; returns (indices into seqs that need a token, their logits)."""
+        decodes = [i for i, n in enumerate(num_new_tokens) if n == 1]
+        prefills = [i for i, n in enumerate(num_new_tokens) if n > 1]
+        input_ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        sample_rows: list[int] = []
+        sample_seqs: list[int] = []
+        bs = self.block_size
+        for i in decodes + prefills:
+            seq, n = seqs[i], num_new_tokens[i]
+            start, table = seq.num_computed_tokens, seq.block_table
+            input_ids.extend(seq.token_ids[start : start + n])
+            positions.extend(range(start, start + n))
+            slots.extend(table[p // bs] * bs + p % bs for p in range(start, start + n))
+            if start + n == seq.num_tokens:
+                sample_rows.append(len(input_ids) - 1)
+                sample_seqs.append(i)
+        meta = AttentionMetadata(slot_mapping=self._tensor(slots))
+        if decodes:
+            self._decode_metadata(meta, [seqs[i] for i in decodes])
+        offset = len(decodes)
+        for i in prefills:
+            n = num_new_tokens[i]
+            meta.prefills.append(self._prefill_span(seqs[i], offset, n))
+            offset += n
+        model = self.model
+        hidden = model(self._tensor(input_ids), self._tensor(positions), self.kv_caches, meta)
+        logits = model.compute_logits(hidden[self._tensor(sample_rows)])
+        return sample_seqs, logits.float()
+
+    def _tensor(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=self.device)
+
+    def _slots(self, table: torch.Tensor, context_len: int) -> torch.Tensor:
+        # table: [..., blocks] -> slots of the first context_len positions: [..., context_len]
+        slots = table.unsqueeze(-1) * self.block_size + self._offsets
+        return slots.flatten(-2)[..., :context_len]
+
+    def _decode_metadata(self, meta: AttentionMetadata, seqs: list[Sequence]) -> None:
+        context_lens = [s.num_computed_tokens + 1 for s in seqs]
+        width = max(len(s.block_table) for s in seqs)
+        tables = self._tensor([s.block_table + [0] * (width - len(s.block_table)) for s in seqs])
+        longest = max(context_lens)
+        meta.num_decodes = len(seqs)
+        meta.decode_slots = self._slots(tables.view(len(seqs), width), longest)
+        lens = self._tensor(context_lens)
+        valid = torch.arange(longest, device=self.device)[None, :] < lens[:, None]
+        meta.decode_mask = valid.view(len(seqs), 1, 1, longest)
+
+    def _prefill_span(self, seq: Sequence, offset: int, n: int) -> PrefillSpan:
+        span = PrefillSpan(start=offset, end=offset + n)
+        start = seq.num_computed_tokens
+        if start == 0:
+            return span
+        context = start + n
+        table = self._tensor(seq.block_table)
+        span.context_slots = self._slots(table, context)
+        keys = torch.arange(context, device=self.device)
+        queries = torch.arange(start, context, device=self.device)
+        span.mask = keys[None, :] <= queries[:, None]
+        return span
