@@ -12,7 +12,7 @@ SYSTEM_PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 STAMP := .make/installed
 
-.PHONY: help install serve test lint typecheck redis bench-gateway clean
+.PHONY: help install serve test lint typecheck redis promtool bench-gateway clean
 
 help:
 	@echo "make serve   install everything, then start the gateway (policies/default.yaml)"
@@ -50,7 +50,15 @@ redis:
 		exit 1; \
 	fi
 
-test: install redis
+# promtool for tests/deploy (Debian ships it in the prometheus package). Best effort: without
+# it those tests skip and say what to install.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
+		echo "installing promtool (Debian package prometheus)"; \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ) \
+		|| echo "could not install promtool; tests/deploy will skip the Prometheus rule checks"; }
+
+test: install redis promtool
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: install
