@@ -21,7 +21,7 @@ class PrefillSpan:
     # Slots of the whole context (cached prefix + the new tokens), or None when the new
     # tokens are the whole context and attention can read them directly.
     context_slots: torch.Tensor | None = None
-    # [new tokens, context] True where a query may attend; None with context_slots None.
+    # [new tokens, context] additive mask (0 or -inf); None with context_slots None.
     mask: torch.Tensor | None = None
 
 
@@ -30,7 +30,8 @@ class AttentionMetadata:
     # slot_mapping: [tokens] where each new token's K/V is written.
     slot_mapping: torch.Tensor
     num_decodes: int = 0
-    # decode_slots: [decodes, max_context] slots to read; decode_mask: [decodes, 1, 1, max_context].
+    # decode_slots: [decodes, max_context] slots to read; decode_mask: [decodes, 1, 1, max_context]
+    # additive (0 where a key is attended, -inf past the sequence's end), built once per step.
     decode_slots: torch.Tensor | None = None
     decode_mask: torch.Tensor | None = None
     prefills: list[PrefillSpan] = field(default_factory=list)
@@ -56,7 +57,9 @@ class PagedAttention:
         b = meta.num_decodes
         if b:
             assert meta.decode_slots is not None
-            ctx = kv_cache[meta.decode_slots]  # [b, context, 2, kv_heads, head_dim]
+            # Whole rows (K and V of one slot) through index_select: a memcpy per slot.
+            slots = meta.decode_slots
+            ctx = _gather(kv_cache, slots.reshape(-1)).view(*slots.shape, *kv_cache.shape[1:])
             keys = ctx[:, :, 0].transpose(1, 2)
             values = ctx[:, :, 1].transpose(1, 2)
             o = F.scaled_dot_product_attention(
@@ -88,10 +91,16 @@ class PagedAttention:
                 qs, keys, values, is_causal=True, scale=self.scale, enable_gqa=True
             )
         else:
-            ctx = kv_cache[span.context_slots]
+            ctx = _gather(kv_cache, span.context_slots)
             keys = ctx[:, 0].transpose(0, 1)
             values = ctx[:, 1].transpose(0, 1)
             o = F.scaled_dot_product_attention(
                 qs, keys, values, attn_mask=span.mask, scale=self.scale, enable_gqa=True
             )
         return o.transpose(0, 1)
+
+
+def _gather(kv_cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    # kv_cache: [slots, 2, kv_heads, head_dim], slots: [n] -> [n, 2, kv_heads, head_dim]
+    rows = kv_cache.view(kv_cache.shape[0], -1).index_select(0, slots)
+    return rows.view(slots.shape[0], *kv_cache.shape[1:])

@@ -101,7 +101,7 @@ class ModelRunner:
         meta.decode_slots = self._slots(tables.view(len(seqs), width), longest)
         lens = self._tensor(context_lens)
         valid = torch.arange(longest, device=self.device)[None, :] < lens[:, None]
-        meta.decode_mask = valid.view(len(seqs), 1, 1, longest)
+        meta.decode_mask = self._additive(valid).view(len(seqs), 1, 1, longest)
 
     def _prefill_span(self, seq: Sequence, offset: int, n: int) -> PrefillSpan:
         span = PrefillSpan(start=offset, end=offset + n)
@@ -113,5 +113,11 @@ class ModelRunner:
         span.context_slots = self._slots(table, context)
         keys = torch.arange(context, device=self.device)
         queries = torch.arange(start, context, device=self.device)
-        span.mask = keys[None, :] <= queries[:, None]
+        span.mask = self._additive(keys[None, :] <= queries[:, None])
         return span
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        # SDPA would turn a boolean mask into this in every layer; do it once per step.
+        dtype = self.kv_caches[0].dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
+        return mask.masked_fill_(~allowed, float("-inf"))

@@ -17,14 +17,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 @torch.inference_mode()
 def hf_greedy(model: torch.nn.Module, prompt: list[int], max_new_tokens: int) -> list[int]:
     """Greedy continuation, never stopping early (eos included)."""
-    ids = torch.tensor([prompt])
-    out = model(input_ids=ids, use_cache=True)
-    past, tokens = out.past_key_values, []
+    out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+    tokens: list[int] = []
     for _ in range(max_new_tokens):
         token = int(out.logits[0, -1].argmax())
         tokens.append(token)
-        out = model(input_ids=torch.tensor([[token]]), past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        if len(tokens) == max_new_tokens:
+            break
+        out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
     return tokens
 
 
