@@ -135,9 +135,7 @@ class LLMEngine:
         self, request: RequestState, index: int, tokens: list[int], max_tokens: int, priority: int
     ) -> Sequence:
         seed = request.params.seed
-        if seed is not None and index:
-            seed = (seed * 1_000_003 + index) % 2**63
-        generator = None if seed is None else self.sampler.generator_for(seed)
+        generator = None if seed is None else self.sampler.generator_for(seed, index)
         seq = Sequence(
             seq_id=next(self._seq_ids),
             request_id=request.request_id,
