@@ -21,7 +21,17 @@ _EXPORTS = {
     "RequestOutput": "backend.outputs",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "LLM",
+    "AsyncEngine",
+    "CompletionOutput",
+    "EngineConfig",
+    "EngineInputError",
+    "GenerationResult",
+    "InvalidSamplingParams",
+    "RequestOutput",
+    "SamplingParams",
+]
 
 if TYPE_CHECKING:
     from backend.async_engine import AsyncEngine

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from backend.engine import LLMEngine
 from backend.engine_config import EngineConfig
@@ -26,6 +27,22 @@ class EngineDeadError(RuntimeError):
 
 
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Add:
+    request_id: str
+    prompt: list[int]
+    params: SamplingParams
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Abort:
+    request_id: str
+
+
+_Delivery = RequestOutput | tuple[str, BaseException]
 
 
 class AsyncEngine:
@@ -65,7 +82,7 @@ class AsyncEngine:
         self._loop = asyncio.get_running_loop()
         outputs: asyncio.Queue[RequestOutput | BaseException] = asyncio.Queue()
         self._streams[request_id] = outputs
-        self._commands.put(("add", request_id, prompt, params, priority))
+        self._commands.put(_Add(request_id, prompt, params, priority))
         finished = False
         try:
             while not finished:
@@ -77,7 +94,7 @@ class AsyncEngine:
         finally:
             self._streams.pop(request_id, None)
             if not finished:
-                self._commands.put(("abort", request_id))
+                self._commands.put(_Abort(request_id))
 
     async def generate(
         self, prompt_token_ids: Sequence[int], params: SamplingParams, **kwargs: object
@@ -92,7 +109,7 @@ class AsyncEngine:
         return result
 
     def abort(self, request_id: str) -> None:
-        self._commands.put(("abort", request_id))
+        self._commands.put(_Abort(request_id))
 
     async def aclose(self) -> None:
         self._commands.put(_STOP)
@@ -126,24 +143,26 @@ class AsyncEngine:
                 self._deliver(outputs)
 
     def _apply(self, command: object) -> None:
-        kind, request_id, *rest = command  # type: ignore[misc]
-        if kind == "abort":
-            self.engine.abort_request(request_id)
+        if isinstance(command, _Abort):
+            self.engine.abort_request(command.request_id)
             return
-        prompt, params, priority = rest
+        assert isinstance(command, _Add)
         try:
-            self.engine.add_request(request_id, prompt, params, priority=priority)
+            self.engine.add_request(
+                command.request_id, command.prompt, command.params, priority=command.priority
+            )
         except Exception as exc:
-            self._deliver_error(request_id, exc)
+            self._deliver_error(command.request_id, exc)
 
     def _deliver(self, outputs: list[RequestOutput]) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._dispatch, outputs)
+            loop.call_soon_threadsafe(self._dispatch, list[_Delivery](outputs))
 
-    def _dispatch(self, outputs: list[RequestOutput | tuple[str, BaseException]]) -> None:
+    def _dispatch(self, outputs: list[_Delivery]) -> None:
         # On the event loop: hand each output to its stream (gone streams were aborted).
         for item in outputs:
+            payload: RequestOutput | BaseException
             if isinstance(item, tuple):
                 request_id, payload = item
             else:
@@ -155,7 +174,7 @@ class AsyncEngine:
     def _deliver_error(self, request_id: str, exc: BaseException) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._dispatch, [(request_id, exc)])
+            loop.call_soon_threadsafe(self._dispatch, list[_Delivery]([(request_id, exc)]))
 
     def _fail_all(self, exc: Exception) -> None:
         error = EngineDeadError(f"the engine step failed: {exc}")

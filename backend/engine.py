@@ -21,7 +21,7 @@ from backend.model_runner import ModelRunner, kv_bytes_per_block
 from backend.models.llama import LlamaForCausalLM
 from backend.outputs import CompletionDelta, EngineInputError, RequestOutput, TokenLogprob
 from backend.request_state import RequestState, SeqState
-from backend.sampler import SampleResult, SampleRow, Sampler
+from backend.sampler import Sampler, SampleResult, SampleRow
 from backend.sampling_params import SamplingParams
 from backend.scheduler import Scheduler, SchedulerConfig
 from backend.sequence import Sequence
@@ -46,7 +46,7 @@ class LLMEngine:
         limit = config.max_model_len or model_config.max_position_embeddings
         self.max_model_len = min(limit, model_config.max_position_embeddings, pool_tokens)
         if self.max_model_len < limit:
-            log.warning("max_model_len clipped to %d tokens: the KV pool holds no more", pool_tokens)
+            log.warning("max_model_len clipped to %d: the KV pool holds no more", pool_tokens)
         self.model = self._load_model(folder, model_config)
         self.runner = ModelRunner(
             self.model, num_blocks, config.block_size, device=self.device, dtype=config.torch_dtype

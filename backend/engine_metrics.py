@@ -18,12 +18,67 @@ if TYPE_CHECKING:
 
     from backend.request_state import RequestState
 
-TTFT_BUCKETS_S = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                  2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
-ITL_BUCKETS_S = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2,
-                 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
-E2E_BUCKETS_S = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
-                 60.0, 120.0, 240.0, 480.0)
+TTFT_BUCKETS_S = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+ITL_BUCKETS_S = (
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+)
+E2E_BUCKETS_S = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+)
 
 
 class EngineStats:
@@ -36,20 +91,31 @@ class EngineStats:
         self.generation_tokens = 0
         self.preemptions = 0
         self._ttft = Histogram(
-            "sluice:time_to_first_token_seconds", "Arrival to the first generated token.",
-            labels, buckets=TTFT_BUCKETS_S, registry=r,
+            "sluice:time_to_first_token_seconds",
+            "Arrival to the first generated token.",
+            labels,
+            buckets=TTFT_BUCKETS_S,
+            registry=r,
         ).labels(model_name)
         self._itl = Histogram(
-            "sluice:inter_token_latency_seconds", "Time between two tokens of one request.",
-            labels, buckets=ITL_BUCKETS_S, registry=r,
+            "sluice:inter_token_latency_seconds",
+            "Time between two tokens of one request.",
+            labels,
+            buckets=ITL_BUCKETS_S,
+            registry=r,
         ).labels(model_name)
         self._e2e = Histogram(
-            "sluice:e2e_request_latency_seconds", "Arrival to the request's end.",
-            labels, buckets=E2E_BUCKETS_S, registry=r,
+            "sluice:e2e_request_latency_seconds",
+            "Arrival to the request's end.",
+            labels,
+            buckets=E2E_BUCKETS_S,
+            registry=r,
         ).labels(model_name)
         self._success = Counter(
-            "sluice:request_success", "Finished requests by finish reason.",
-            ["model_name", "finished_reason"], registry=r,
+            "sluice:request_success",
+            "Finished requests by finish reason.",
+            ["model_name", "finished_reason"],
+            registry=r,
         )
         self.model_name = model_name
 
@@ -90,10 +156,16 @@ class EngineCollector(Collector):
             ("num_preemptions", "Sequences preempted (recomputed later).", stats.preemptions),
             ("prompt_tokens", "Prompt tokens admitted.", stats.prompt_tokens),
             ("generation_tokens", "Tokens generated.", stats.generation_tokens),
-            ("prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
-             s["prefix_cache_queries"]),
-            ("prefix_cache_hits", "Prompt tokens served from the prefix cache.",
-             s["prefix_cache_hits"]),
+            (
+                "prefix_cache_queries",
+                "Prompt tokens looked up in the prefix cache.",
+                s["prefix_cache_queries"],
+            ),
+            (
+                "prefix_cache_hits",
+                "Prompt tokens served from the prefix cache.",
+                s["prefix_cache_hits"],
+            ),
         ):
             counter = CounterMetricFamily(f"sluice:{key}", help_text, labels=["model_name"])
             counter.add_metric(name, value)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from backend.engine import LLMEngine
-from backend.engine_config import EngineConfig
+from backend.engine_config import DEFAULT_MODEL, EngineConfig
 from backend.outputs import CompletionOutput, GenerationResult
 from backend.sampling_params import SamplingParams
 
@@ -21,7 +21,7 @@ Prompt = str | Sequence[int]
 class LLM:
     """`LLM(model=...)`, then `generate(prompts, params)` or `chat(conversations, params)`."""
 
-    def __init__(self, model: str = EngineConfig.model, **engine_options: object):
+    def __init__(self, model: str = DEFAULT_MODEL, **engine_options: object):
         self.engine = LLMEngine(EngineConfig(model=model, **engine_options))  # type: ignore[arg-type]
         self.tokenizer = self.engine.tokenizer
         self._ids = itertools.count()
@@ -34,12 +34,12 @@ class LLM:
         use_tqdm: bool = True,
     ) -> list[GenerationResult]:
         """Outputs in the order of prompts; a str prompt is tokenized with special tokens."""
+        batch: Sequence[Prompt]
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
-            prompts = [prompts]  # type: ignore[list-item]
-        token_lists = [
-            self.tokenizer.encode(p) if isinstance(p, str) else list(p)  # type: ignore[arg-type]
-            for p in prompts  # type: ignore[union-attr]
-        ]
+            batch = [prompts]  # type: ignore[list-item]
+        else:
+            batch = prompts  # type: ignore[assignment]
+        token_lists = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in batch]
         return self._run(token_lists, params, use_tqdm)
 
     def chat(
@@ -49,7 +49,7 @@ class LLM:
         *,
         use_tqdm: bool = True,
     ) -> list[GenerationResult]:
-        """Each conversation is a list of {"role", "content"} messages; the chat template applies."""
+        """Each conversation is a list of {"role", "content"} messages (chat template applied)."""
         if conversations and isinstance(conversations[0], dict):
             conversations = [conversations]  # type: ignore[list-item]
         token_lists = [self.tokenizer.apply_chat_template(list(c)) for c in conversations]

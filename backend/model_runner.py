@@ -95,7 +95,8 @@ class ModelRunner:
     def _decode_metadata(self, meta: AttentionMetadata, seqs: list[Sequence]) -> None:
         context_lens = [s.num_computed_tokens + 1 for s in seqs]
         width = max(len(s.block_table) for s in seqs)
-        tables = self._tensor([s.block_table + [0] * (width - len(s.block_table)) for s in seqs])
+        padded = [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
+        tables = torch.tensor(padded, dtype=torch.long, device=self.device)
         longest = max(context_lens)
         meta.num_decodes = len(seqs)
         meta.decode_slots = self._slots(tables.view(len(seqs), width), longest)

@@ -98,6 +98,10 @@ class SeqState:
         new_text = self.detokenizer.add(token_id)
         self.text += new_text
         self._check_finished(seq, token_id, len(new_text))
+        if self.finish_reason is not None and self.stop_reason is None:
+            # Ended by eos or length: release what the detokenizer still holds back
+            # (a character cut in half by the last token).
+            self.text += self.detokenizer.finish()
         return self._delta(token_id, logprob)
 
     def abort(self) -> CompletionDelta:

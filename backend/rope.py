@@ -51,6 +51,9 @@ def _llama3(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
 class RotaryEmbedding(torch.nn.Module):
     """q, k: [tokens, heads, head_dim]; positions: [tokens]."""
 
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, config: ModelConfig, max_positions: int):
         super().__init__()
         inv_freq = inverse_frequencies(config)
@@ -60,7 +63,9 @@ class RotaryEmbedding(torch.nn.Module):
         self.register_buffer("cos", table.cos(), persistent=False)
         self.register_buffer("sin", table.sin(), persistent=False)
 
-    def tables(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def tables(
+        self, positions: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin for the step's positions: [tokens, 1, head_dim], looked up once per step."""
         return (
             self.cos[positions].unsqueeze(1).to(dtype),

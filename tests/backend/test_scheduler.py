@@ -22,7 +22,7 @@ def step(s: Scheduler) -> dict[str, int]:
     """Schedule, 'run' (append one token to sequences that finished their prompt), advance."""
     batch = s.schedule()
     s.advance(batch)
-    for q, n in zip(batch.seqs, batch.num_new_tokens, strict=True):
+    for q in batch.seqs:
         if q.num_computed_tokens == q.num_tokens:
             q.token_ids.append(7)
     return {q.request_id: n for q, n in zip(batch.seqs, batch.num_new_tokens, strict=True)}
