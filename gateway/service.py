@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Mapping
 
+from gateway.audit.encryption import Keyring
 from gateway.audit.writer import AuditWriter
 from gateway.config.schema import Policy
 from gateway.metrics import Metrics
@@ -34,7 +35,14 @@ class Gateway:
                     "audit: %s is not set; segment seals will not be authenticated",
                     policy.audit.hmac_key_env,
                 )
-            self.audit = AuditWriter(policy.audit, key.encode() if key else None)
+            encryption = policy.audit.encryption
+            # The policy loader checked these variables; a different `env` is checked here.
+            keys = (
+                Keyring.from_env([name for _, name in encryption.key_envs()], self.env)
+                if encryption is not None
+                else None
+            )
+            self.audit = AuditWriter(policy.audit, key.encode() if key else None, keys)
         self.metrics = Metrics(self)
         # Clients retired by a swap, closed once in-flight requests had time to finish.
         self._retired: dict[asyncio.Task[None], list[Closable]] = {}

@@ -1,6 +1,6 @@
-"""`sluice audit verify`: its arguments, where the HMAC key comes from, and the summary it prints.
+"""`sluice audit verify`: its arguments, where the keys come from, and the summary it prints.
 
-The checks themselves live in verify.py; export and purge register their own commands.
+The checks themselves live in verify.py; export, purge and consume register their own commands.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.audit.consume_command import add_consume_command
+from gateway.audit.encryption import KeyProblem
+from gateway.audit.key_options import add_enc_key_option, keyring_from_args
 from gateway.audit.verify import Report, verify_log
 
 DEFAULT_DIR = Path("audit")
@@ -39,7 +42,9 @@ def add_audit_commands(
         metavar="NAME",
         help=f"env var holding the seals' HMAC key (default: {DEFAULT_KEY_ENV}, if set)",
     )
+    add_enc_key_option(verify)
     verify.set_defaults(run=run_verify)
+    add_consume_command(commands)
     return commands
 
 
@@ -52,7 +57,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.key_env and not key:
         return _usage(f"--key-env {key_env}: that environment variable is not set or empty")
     try:
-        report = verify_log(directory, os.fsencode(key) if key else None)
+        keys = keyring_from_args(args)
+        report = verify_log(directory, os.fsencode(key) if key else None, keys)
+    except (ValueError, KeyProblem) as exc:
+        return _usage(str(exc))
     except OSError as exc:
         return _usage(f"cannot read the audit log: {exc}")
     print(summary(report))

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.audit.encryption import KeyProblem
 from gateway.audit.export import (
     FORMATS,
     PARQUET_MISSING,
@@ -22,6 +23,7 @@ from gateway.audit.export import (
     parse_time,
     select,
 )
+from gateway.audit.key_options import add_enc_key_option, keyring_from_args
 from gateway.audit.purge import purge
 from gateway.audit.segment_files import AuditFileError, Line, read_records
 
@@ -45,6 +47,7 @@ def add_export_commands(audit_subparsers: Any) -> None:
     export_parser.add_argument("--model", help="only records for this public model name")
     export_parser.add_argument("--out", help="output file (default: stdout; parquet needs one)")
     export_parser.add_argument("--dir", default=DEFAULT_DIR, help="audit directory (./audit)")
+    add_enc_key_option(export_parser)
     export_parser.set_defaults(run=run_export)
 
     purge_parser = audit_subparsers.add_parser(
@@ -60,6 +63,7 @@ def add_export_commands(audit_subparsers: Any) -> None:
         help="also rewrite the newest, unsealed segment: only with the gateway stopped, or "
         "what it appends meanwhile is lost",
     )
+    add_enc_key_option(purge_parser)
     purge_parser.set_defaults(run=run_purge)
 
 
@@ -76,10 +80,13 @@ def run_export(args: argparse.Namespace) -> int:
             tenant=args.tenant,
             model=args.model,
         )
+        keys = keyring_from_args(args)
     except ValueError as exc:
         return _fail("export", f"{exc}", 2)
     try:
-        count = export(select(_progress(read_records(directory)), where), args.format, out)
+        count = export(select(_progress(read_records(directory, keys)), where), args.format, out)
+    except KeyProblem as exc:
+        return _fail("export", f"{exc}", 2)
     except (ExportError, AuditFileError) as exc:
         return _fail("export", f"{exc}", 1)
     except BrokenPipeError:
@@ -126,8 +133,15 @@ def run_purge(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         return _fail("purge", f"no audit directory at {directory} (pass --dir)", 2)
     try:
-        done = purge(directory, tenant=args.tenant, user=args.user, include_open=args.include_open)
-    except ValueError as exc:
+        keys = keyring_from_args(args)
+        done = purge(
+            directory,
+            tenant=args.tenant,
+            user=args.user,
+            include_open=args.include_open,
+            keys=keys,
+        )
+    except (ValueError, KeyProblem) as exc:
         return _fail("purge", f"{exc}", 2)
     who = f"tenant {args.tenant}" if args.tenant is not None else f"user {args.user}"
     print(f"sluice audit purge: {_records(done.records)} of {who} purged")

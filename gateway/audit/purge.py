@@ -18,9 +18,11 @@ from typing import IO, Any
 import orjson
 
 from gateway.audit.chain import PURGED, tombstone
+from gateway.audit.encryption import Keyring, RecordTampered, is_envelope, open_record, record_aad
 from gateway.audit.segment_files import is_seal, open_segment, segment_paths
 
 Match = Callable[[dict[str, Any]], bool]
+Entry = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +39,15 @@ def purge(
     user: str | None = None,
     now: datetime | None = None,
     include_open: bool = False,
+    keys: Keyring | None = None,
 ) -> Purged:
     """Tombstone the records of `tenant` (the record's field) and/or `user` (`personal.user`;
     with both, a record must match both).
 
     The newest segment, while it has no seal, is left alone unless `include_open`: a running
-    gateway appends to it, and what it appends during the rewrite would be lost.
+    gateway appends to it, and what it appends during the rewrite would be lost. Encrypted
+    records are decrypted with `keys` (KeyProblem without the right one) and re-encrypted
+    under the key they had, with a fresh nonce.
     """
     if tenant is None and user is None:
         raise ValueError("purge needs a tenant or a user to erase")
@@ -51,8 +56,8 @@ def purge(
     skip = None if include_open else open_segment(directory)
     records = 0
     for path in segment_paths(directory):
-        if path != skip and _any_match(path, match):
-            records += _rewrite(path, match, at)
+        if path != skip and _any_match(path, match, keys):
+            records += _rewrite(path, match, at, keys)
     return Purged(records, skip)
 
 
@@ -73,9 +78,10 @@ def _matcher(tenant: str | None, user: str | None) -> Match:
     return match
 
 
-def _record(raw: bytes) -> dict[str, Any] | None:
-    """The record on a complete line; None for seals, a partial last line or a damaged line,
-    which purge copies as they are (verify is the tool that reports damage)."""
+def _record(raw: bytes, segment: str, keys: Keyring | None) -> tuple[Entry, Entry | None] | None:
+    """(the record on a complete line, the envelope it came in or None); None for seals, a
+    partial last line or a damaged line, which purge copies as they are (verify is the tool
+    that reports damage)."""
     if not raw.endswith(b"\n"):
         return None
     try:
@@ -84,27 +90,32 @@ def _record(raw: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or is_seal(value):
         return None
-    return value
+    if not is_envelope(value):
+        return value, None
+    try:
+        return open_record(value, keys, segment), value
+    except RecordTampered:
+        return None
 
 
-def _any_match(path: Path, match: Match) -> bool:
+def _any_match(path: Path, match: Match, keys: Keyring | None) -> bool:
     """Read-only first pass, so segments with nothing to purge are never rewritten."""
     with path.open("rb") as file:
         for raw in file:
-            record = _record(raw)
-            if record is not None and match(record):
+            found = _record(raw, path.name, keys)
+            if found is not None and match(found[0]):
                 return True
     return False
 
 
-def _rewrite(path: Path, match: Match, at: str) -> int:
+def _rewrite(path: Path, match: Match, at: str, keys: Keyring | None) -> int:
     """Copy `path` line by line into a temporary file beside it, tombstoning matches, then swap
     it in; a crash at any point leaves either the old segment or the new one, never half."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".purge")
     temporary = Path(name)
     try:
         with os.fdopen(fd, "wb") as out, path.open("rb") as source:
-            purged = _copy(source, out, match, at)
+            purged = _copy(source, out, match, at, path.name, keys)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
@@ -115,15 +126,23 @@ def _rewrite(path: Path, match: Match, at: str) -> int:
     return purged
 
 
-def _copy(source: IO[bytes], out: IO[bytes], match: Match, at: str) -> int:
+def _copy(
+    source: IO[bytes], out: IO[bytes], match: Match, at: str, segment: str, keys: Keyring | None
+) -> int:
     purged = 0
     for raw in source:
-        record = _record(raw)
-        if record is None or not match(record):
+        found = _record(raw, segment, keys)
+        if found is None or not match(found[0]):
             out.write(raw)
             continue
+        record, envelope = found
         record["personal"] = tombstone(at=at)  # same key, same place: other fields untouched
-        out.write(orjson.dumps(record) + b"\n")
+        line = orjson.dumps(record)
+        if envelope is None or keys is None:
+            out.write(line + b"\n")
+        else:
+            aad = record_aad(segment, record["seq"])
+            out.write(keys.seal(line, aad, record["seq"], kid=envelope["kid"]))
         purged += 1
     return purged
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.audit.encryption import Keyring, RecordTampered, is_envelope, open_record
 from gateway.audit.segment import SEGMENT_NAME
 
 # A seal is a few hundred bytes; a tail this long always holds one whole.
@@ -51,8 +52,9 @@ def parse_line(path: Path, number: int, raw: bytes) -> dict[str, Any]:
     return value
 
 
-def read_lines(path: Path) -> Iterator[Line]:
-    """Every complete line of a segment, one at a time.
+def read_lines(path: Path, keys: Keyring | None = None) -> Iterator[Line]:
+    """Every complete line of a segment, one at a time; an encrypted record comes decrypted,
+    its `raw` the plaintext line (KeyProblem when `keys` cannot open it).
 
     A last line without its newline is a write in progress (or cut short by a crash) and is
     not yet part of the log, so it is left out.
@@ -61,13 +63,20 @@ def read_lines(path: Path) -> Iterator[Line]:
         for number, raw in enumerate(file, start=1):
             if not raw.endswith(b"\n"):
                 return
-            yield Line(path, number, raw, parse_line(path, number, raw))
+            value = parse_line(path, number, raw)
+            if is_envelope(value):
+                try:
+                    value = open_record(value, keys, path.name)
+                except RecordTampered as exc:
+                    raise AuditFileError(f"{path}:{number}: {exc}") from None
+                raw = orjson.dumps(value) + b"\n"
+            yield Line(path, number, raw, value)
 
 
-def read_records(directory: Path) -> Iterator[Line]:
+def read_records(directory: Path, keys: Keyring | None = None) -> Iterator[Line]:
     """Every record line of the log, oldest first, seal lines left out."""
     for path in segment_paths(directory):
-        for line in read_lines(path):
+        for line in read_lines(path, keys):
             if not is_seal(line.value):
                 yield line
 

@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from gateway.audit.chain import GENESIS, digest, personal_ok, seal_mac
+from gateway.audit.encryption import Keyring, RecordTampered, open_record
 from gateway.audit.segment import SEGMENT_NAME
 
 # A seal line is a few hundred bytes; a longer last line is not a seal.
@@ -75,10 +76,14 @@ class _Segment:
         return _Stop(Failure(self.name, self.line or None, seq, what))
 
 
-def verify_log(directory: Path, key: bytes | None) -> Report:
-    """Verify every segment in `directory`; with `key`, seals must carry a matching HMAC."""
+def verify_log(directory: Path, key: bytes | None, keys: Keyring | None = None) -> Report:
+    """Verify every segment in `directory`; with `key`, seals must carry a matching HMAC.
+
+    Encrypted records are checked after decryption with `keys`; KeyProblem (not a Report)
+    when a record needs a key that is not there.
+    """
     names = sorted(p.name for p in directory.iterdir() if SEGMENT_NAME.fullmatch(p.name))
-    verifier = _Verifier(key)
+    verifier = _Verifier(key, keys)
     failure = None
     try:
         for index, name in enumerate(names):
@@ -93,8 +98,9 @@ def verify_log(directory: Path, key: bytes | None) -> Report:
 class _Verifier:
     """The chain as verified so far: the seq and `prev` the next record must have."""
 
-    def __init__(self, key: bytes | None) -> None:
+    def __init__(self, key: bytes | None, keys: Keyring | None) -> None:
         self.key = key
+        self.keys = keys
         self.next_seq: int | None = None  # None until the oldest segment anchors the chain
         self.prev = GENESIS
         self.prev_is = "the genesis digest (64 zeros)"
@@ -164,7 +170,11 @@ class _Verifier:
         elif "type" in entry:
             raise seg.fail(f"unknown line type {kind!r} (expected a record or a seal)")
         else:
-            self.record(entry, seg)
+            try:
+                record = open_record(entry, self.keys, seg.name)
+            except RecordTampered as exc:
+                raise seg.fail(str(exc), entry.get("seq")) from None
+            self.record(record, seg)
 
     def record(self, record: dict[str, Any], seg: _Segment) -> None:
         seq = record.get("seq")

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.config.schema import LocatedError, Policy, dangling_references
+from gateway.config.schema import LocatedError, OpenAIBackend, Policy, dangling_references
 
 Path_ = tuple[str | int, ...]
 
@@ -269,7 +269,7 @@ def parse_policy(text: str, file: str = "<policy>", env: Mapping[str, str] | Non
     if builder.problems:
         raise PolicyError(builder.problems)
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(data, context={"env": env})
     except ValidationError as exc:
         problems = [_validation_problem(file, builder.lines, err) for err in exc.errors()]
         raise PolicyError(problems) from None
@@ -293,6 +293,8 @@ def _unset_env_vars(policy: Policy, env: Mapping[str, str]) -> list[tuple[Path_,
                 )
             )
     for name, backend in policy.backends.items():
+        if not isinstance(backend, OpenAIBackend):
+            continue
         if backend.api_key_env is not None and not env.get(backend.api_key_env):
             problems.append(
                 (

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.chain import digest, personal_part
+from gateway.audit.encryption import Keyring, record_aad
 from gateway.audit.segment import Chain, seal_line, segment_name
 
 STARTED = datetime(2026, 11, 25, 19, 50, tzinfo=UTC)
@@ -49,22 +50,33 @@ def make_record(n: int) -> Entry:
 
 
 def write_log(
-    directory: Path, segments: list[int], key: bytes | None = None, seal_last: bool = False
+    directory: Path,
+    segments: list[int],
+    key: bytes | None = None,
+    seal_last: bool = False,
+    keys: Keyring | None = None,
 ) -> list[Path]:
     """Segments holding `segments[i]` records each, all sealed but the newest (unless
-    `seal_last`); returns their paths, oldest first."""
+    `seal_last`), encrypted with `keys` if given; returns their paths, oldest first."""
     chain = Chain()
     paths = []
     for index, count in enumerate(segments):
         name = segment_name(STARTED + timedelta(minutes=index), chain.next_seq)
         first_seq, first_prev = chain.next_seq, chain.prev
-        lines = [chain.append(make_record(chain.next_seq)) for _ in range(count)]
+        lines = [_encrypted(chain, name, keys) for _ in range(count)]
         if seal_last or index < len(segments) - 1:
             lines.append(seal_line(name, first_seq, first_prev, chain, key))
         path = directory / name
         path.write_bytes(b"".join(lines))
         paths.append(path)
     return paths
+
+
+def _encrypted(chain: Chain, segment: str, keys: Keyring | None) -> bytes:
+    """The next record's line, as an envelope when there are keys."""
+    seq = chain.next_seq
+    line = chain.append(make_record(seq))
+    return line if keys is None else keys.seal(line[:-1], record_aad(segment, seq), seq)
 
 
 def read_lines(path: Path) -> list[Entry]:
