@@ -34,6 +34,9 @@ class AttentionMetadata:
     # additive (0 where a key is attended, -inf past the sequence's end), built once per step.
     decode_slots: torch.Tensor | None = None
     decode_mask: torch.Tensor | None = None
+    # Decodes sorted by context length, as (start, end, width) groups: each group reads only
+    # decode_slots[start:end, :width]. Empty: one group over everything.
+    decode_groups: list[tuple[int, int, int]] = field(default_factory=list)
     prefills: list[PrefillSpan] = field(default_factory=list)
 
 
@@ -54,26 +57,32 @@ class PagedAttention:
     ) -> torch.Tensor:
         kv_cache.index_copy_(0, meta.slot_mapping, torch.stack((k, v), dim=1))
         out = torch.empty_like(q)
-        b = meta.num_decodes
-        if b:
-            assert meta.decode_slots is not None
-            # Whole rows (K and V of one slot) through index_select: a memcpy per slot.
-            slots = meta.decode_slots
-            ctx = _gather(kv_cache, slots.reshape(-1)).view(*slots.shape, *kv_cache.shape[1:])
-            keys = ctx[:, :, 0].transpose(1, 2)
-            values = ctx[:, :, 1].transpose(1, 2)
-            o = F.scaled_dot_product_attention(
-                q[:b].unsqueeze(2),
-                keys,
-                values,
-                attn_mask=meta.decode_mask,
-                scale=self.scale,
-                enable_gqa=True,
-            )
-            out[:b] = o.squeeze(2)
+        if meta.num_decodes:
+            assert meta.decode_slots is not None and meta.decode_mask is not None
+            groups = meta.decode_groups or [(0, meta.num_decodes, meta.decode_slots.shape[1])]
+            for start, end, width in groups:
+                out[start:end] = self._decode(
+                    q[start:end],
+                    kv_cache,
+                    meta.decode_slots[start:end, :width],
+                    meta.decode_mask[start:end, :, :, :width],
+                )
         for span in meta.prefills:
             out[span.start : span.end] = self._prefill(q, k, v, kv_cache, span)
         return out
+
+    def _decode(
+        self, q: torch.Tensor, kv_cache: torch.Tensor, slots: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        # q: [n, heads, head_dim]; slots: [n, context]; mask: [n, 1, 1, context] additive
+        # Whole rows (K and V of one slot) through index_select: a memcpy per slot.
+        ctx = _gather(kv_cache, slots.reshape(-1)).view(*slots.shape, *kv_cache.shape[1:])
+        keys = ctx[:, :, 0].transpose(1, 2)
+        values = ctx[:, :, 1].transpose(1, 2)
+        o = F.scaled_dot_product_attention(
+            q.unsqueeze(2), keys, values, attn_mask=mask, scale=self.scale, enable_gqa=True
+        )
+        return o.squeeze(2)
 
     def _prefill(
         self,

@@ -21,6 +21,21 @@ def kv_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype)
     return config.num_layers * 2 * block_size * config.num_kv_heads * config.head_dim * itemsize
 
 
+def decode_groups(context_lens: list[int], min_group: int = 4) -> list[tuple[int, int, int]]:
+    """Split decodes sorted by context length into (start, end, width) groups whose padding
+    to their own longest context stays small: a group closes when the next context is more
+    than 1.5x the group's shortest (once it has min_group members)."""
+    groups: list[tuple[int, int, int]] = []
+    start = 0
+    for i in range(1, len(context_lens) + 1):
+        if i == len(context_lens) or (
+            i - start >= min_group and context_lens[i] > 1.5 * context_lens[start]
+        ):
+            groups.append((start, i, context_lens[i - 1]))
+            start = i
+    return groups
+
+
 class ModelRunner:
     def __init__(
         self,
@@ -55,6 +70,8 @@ class ModelRunner:
     ) -> tuple[list[int], torch.Tensor]:
         """Compute the step; returns (indices into seqs that need a token, their logits)."""
         decodes = [i for i, n in enumerate(num_new_tokens) if n == 1]
+        # Shortest context first, so attention can take decodes in groups of similar length.
+        decodes.sort(key=lambda i: seqs[i].num_computed_tokens)
         prefills = [i for i, n in enumerate(num_new_tokens) if n > 1]
         input_ids: list[int] = []
         positions: list[int] = []
@@ -103,6 +120,7 @@ class ModelRunner:
         lens = self._tensor(context_lens)
         valid = torch.arange(longest, device=self.device)[None, :] < lens[:, None]
         meta.decode_mask = self._additive(valid).view(len(seqs), 1, 1, longest)
+        meta.decode_groups = decode_groups(context_lens)
 
     def _prefill_span(self, seq: Sequence, offset: int, n: int) -> PrefillSpan:
         span = PrefillSpan(start=offset, end=offset + n)

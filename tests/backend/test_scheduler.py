@@ -115,3 +115,13 @@ def test_finish_frees_blocks_wherever_the_sequence_is() -> None:
     assert s.block_manager.num_free_blocks == 8
     assert not s.has_unfinished()
     assert step(s) == {}
+
+
+def test_decode_groups_bound_padding_and_cover_every_decode() -> None:
+    from backend.model_runner import decode_groups
+
+    lens = sorted([5] * 10 + [40] * 10 + [41] + [1000] * 3)
+    groups = decode_groups(lens, min_group=8)
+    assert [g[:2] for g in groups] == [(0, 10), (10, 21), (21, 24)]
+    assert [g[2] for g in groups] == [5, 41, 1000]
+    assert decode_groups([7]) == [(0, 1, 7)]
