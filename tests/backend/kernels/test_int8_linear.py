@@ -1,0 +1,44 @@
+"""Int8 weight-only matmul (Triton kernel) against the product with the weight dequantized."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.quant import quantize_weight
+from tests.backend.kernels.checks import assert_close, poisoned, random
+
+pytest.importorskip("triton")
+
+from backend.kernels.int8_linear import int8_linear, int8_linear_ref
+
+# (tokens, in_features, out_features, bias, dtype): sizes off the tile grid, and one on it.
+CASES = [
+    (1, 96, 80, False, torch.float32),
+    (33, 128, 70, True, torch.float16),
+    (16, 64, 64, True, torch.float32),
+]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "in_features", "out_features", "bias", "dtype"),
+    CASES,
+    ids=[f"{m}x{k}x{n}-bias{b}-{str(t).removeprefix('torch.')}" for m, k, n, b, t in CASES],
+)
+def test_int8_kernel_matches_reference(
+    device: torch.device,
+    tokens: int,
+    in_features: int,
+    out_features: int,
+    bias: bool,
+    dtype: torch.dtype,
+) -> None:
+    gen = torch.Generator().manual_seed(tokens + in_features)
+    weight = random((out_features, in_features), torch.float32, device, gen)
+    qweight, scale = quantize_weight(weight)
+    # Activations scaled so outputs are of order one, where the tolerances apply.
+    x = random((tokens, in_features), dtype, device, gen) * in_features**-0.5
+    b = random((out_features,), dtype, device, gen) if bias else None
+    out = poisoned((tokens, out_features), dtype, device)
+    int8_linear(x, qweight, scale, b, out=out)
+    assert_close(out, int8_linear_ref(x, qweight, scale, b))
