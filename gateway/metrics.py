@@ -1,5 +1,5 @@
 """Prometheus metrics: what the gateway counts, fed once per request from its Trail, and the
-live gauges (audit backlog, rate-limit store failures) read at scrape time.
+live gauges (audit backlog, rate-limit store failures, builtin engines) read at scrape time.
 
 Names and labels are documented in docs/metrics.md; labels never carry client-chosen strings
 (an unknown model is counted as "-"), so a client cannot blow up the series count.
@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from gateway.upstream.builtin import BuiltinUpstream
 
 if TYPE_CHECKING:
     from gateway.audit.trail import Trail
@@ -58,6 +60,7 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveGauges(gateway))
+        r.register(_EngineMetrics(gateway))
 
     def observe(self, trail: Trail, endpoint: str) -> None:
         """Count one finished request."""
@@ -105,3 +108,43 @@ class _LiveGauges(Collector):
                 "Rate-limit store calls that failed or timed out.",
                 value=limiter.store_failures,
             )
+
+
+class _EngineMetrics(Collector):
+    """The `sluice:*` series of every loaded builtin engine of the current runtime, read at
+    scrape time (so reloads need no re-registering), with a `backend` label to tell them apart."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for name, upstream in self.gateway.runtime.upstreams.items():
+            if not isinstance(upstream, BuiltinUpstream):
+                continue
+            ready = GaugeMetricFamily(
+                "sluice_builtin_engine_ready",
+                "1 once a builtin backend's model is loaded, 0 while it loads (or failed).",
+                labels=["backend"],
+            )
+            ready.add_metric([name], 1.0 if upstream.ready else 0.0)
+            _merge(merged, ready)
+            collector = upstream.engine_collector()
+            if collector is None:
+                continue
+            for family in collector.collect():
+                labelled = Metric(family.name, family.documentation, family.type, family.unit)
+                for sample in family.samples:
+                    labels = {**sample.labels, "backend": name}
+                    labelled.add_sample(sample.name, labels, sample.value, sample.timestamp)
+                _merge(merged, labelled)
+        yield from merged.values()
+
+
+def _merge(merged: dict[str, Metric], family: Metric) -> None:
+    """One family per name: several engines' samples go under one HELP/TYPE header."""
+    known = merged.get(family.name)
+    if known is None:
+        merged[family.name] = family
+    else:
+        known.samples.extend(family.samples)

@@ -43,7 +43,7 @@ from gateway.ratelimit.accounting import Accounting
 from gateway.runtime import Route
 from gateway.service import Gateway
 from gateway.streaming import SSE_HEADERS, StreamOutcome, relay_stream
-from gateway.upstream.openai import UpstreamReply
+from gateway.upstream.interface import Reply
 from gateway.usage import StreamUsage, estimate_prompt_tokens, usage_of_body
 
 log = logging.getLogger("sluicegate")
@@ -174,7 +174,7 @@ class InferencePipeline:
             watch.stop()
 
     async def _relay(
-        self, call: Call, reply: UpstreamReply, send: Send, extra: list[tuple[bytes, bytes]]
+        self, call: Call, reply: Reply, send: Send, extra: list[tuple[bytes, bytes]]
     ) -> None:
         accounting, trail = call.accounting, call.trail
         assert call.route is not None
@@ -217,7 +217,7 @@ def upstream_body(body: bytes, route: Route, ask_usage: bool = False) -> bytes:
     return orjson.dumps(data)
 
 
-async def read_whole(reply: UpstreamReply, backend: str) -> bytes:
+async def read_whole(reply: Reply, backend: str) -> bytes:
     try:
         async with asyncio.timeout_at(reply.deadline):
             return await reply.read()

@@ -12,9 +12,11 @@ from typing import Protocol
 
 from gateway.auth import KeyRing
 from gateway.config.ratelimit import RateLimitConfig
-from gateway.config.schema import Policy
+from gateway.config.schema import Backend, BuiltinBackend, Policy
 from gateway.errors import ModelNotFound
 from gateway.ratelimit.limiter import Limiter
+from gateway.upstream.builtin import BuiltinUpstream
+from gateway.upstream.interface import Upstream
 from gateway.upstream.openai import OpenAIUpstream
 
 
@@ -22,7 +24,7 @@ from gateway.upstream.openai import OpenAIUpstream
 class Route:
     public_model: str
     upstream_model: str
-    upstream: OpenAIUpstream
+    upstream: Upstream
 
     @property
     def renames_model(self) -> bool:
@@ -38,15 +40,10 @@ class Runtime:
     ) -> None:
         self.policy = policy
         self.keyring = KeyRing(policy.auth, env)
-        self.upstreams: dict[str, OpenAIUpstream] = {}
-        for name, config in policy.backends.items():
-            old = previous.upstreams.get(name) if previous else None
-            # Reuse the pooled client when nothing about the backend changed, its key included.
-            key = env.get(config.api_key_env) if config.api_key_env else None
-            if old is not None and old.config == config and old.api_key == key:
-                self.upstreams[name] = old
-            else:
-                self.upstreams[name] = OpenAIUpstream(name, config, env)
+        self.upstreams: dict[str, AnyUpstream] = {
+            name: _upstream(name, config, env, previous.upstreams.get(name) if previous else None)
+            for name, config in policy.backends.items()
+        }
         self.routes = {
             name: Route(name, route.model or name, self.upstreams[route.backend])
             for name, route in policy.models.items()
@@ -84,6 +81,24 @@ class Runtime:
 
 class Closable(Protocol):
     async def aclose(self) -> None: ...
+
+
+AnyUpstream = OpenAIUpstream | BuiltinUpstream
+
+
+def _upstream(
+    name: str, config: Backend, env: Mapping[str, str], old: AnyUpstream | None
+) -> AnyUpstream:
+    """The client for backend `name`, reusing the previous runtime's when nothing changed:
+    an OpenAI upstream keeps its pooled connections, a builtin one its loaded engine."""
+    if isinstance(config, BuiltinBackend):
+        if isinstance(old, BuiltinUpstream) and old.config == config:
+            return old
+        return BuiltinUpstream(name, config)
+    key = env.get(config.api_key_env) if config.api_key_env else None
+    if isinstance(old, OpenAIUpstream) and old.config == config and old.api_key == key:
+        return old
+    return OpenAIUpstream(name, config, env)
 
 
 def _limiter(config: RateLimitConfig | None, previous: Limiter | None) -> Limiter | None:

@@ -16,7 +16,7 @@ import httpx
 
 from gateway.asgi import Send
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_body
-from gateway.upstream.openai import UpstreamReply
+from gateway.upstream.interface import Reply
 from gateway.usage import StreamUsage
 
 log = logging.getLogger("sluicegate.streaming")
@@ -56,7 +56,7 @@ def error_event(error: GatewayError) -> bytes:
 
 
 async def relay_stream(
-    reply: UpstreamReply,
+    reply: Reply,
     send: Send,
     headers: list[tuple[bytes, bytes]],
     backend: str,
@@ -89,7 +89,7 @@ async def relay_stream(
 
 
 async def _pump(
-    reply: UpstreamReply,
+    reply: Reply,
     send: Send,
     backend: str,
     usage: StreamUsage | None,
@@ -99,7 +99,7 @@ async def _pump(
     pending = b""
     try:
         async with asyncio.timeout_at(reply.deadline):
-            async for chunk in reply.response.aiter_raw():
+            async for chunk in reply.aiter_raw():
                 data = pending + chunk if pending else chunk
                 end = split_events(data)
                 if end == 0 and len(data) < MAX_PENDING_BYTES:
@@ -119,6 +119,8 @@ async def _pump(
                         observer.stream_chunk(out)
                 if done_at >= 0:
                     return None
+    except GatewayError as error:  # an in-process backend names its own failure
+        return error
     except TimeoutError:
         return UpstreamTimeout(f"Upstream '{backend}' did not finish the stream in time.")
     except httpx.TimeoutException:

@@ -123,7 +123,33 @@ class OpenAIBackend(StrictModel):
         return value.rstrip("/")
 
 
-Backend = Annotated[OpenAIBackend, Field(discriminator="kind")]
+class BuiltinTimeouts(StrictModel):
+    # Whole request, streams included, and the wait for a model still loading.
+    total_s: float = Field(600.0, gt=0)
+
+
+class BuiltinBackend(StrictModel):
+    """The built-in engine, in the gateway's process. None: the engine's own default."""
+
+    kind: Literal["builtin"]
+    model: str = Field("smollm2-135m-instruct", min_length=1)
+    kv_cache_gb: float | None = Field(None, gt=0)
+    max_num_seqs: int | None = Field(None, ge=1, le=4096)
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    max_model_len: int | None = Field(None, ge=2)
+    block_size: int | None = Field(None, ge=1, le=256)
+    enable_prefix_caching: bool | None = None
+    device: str | None = Field(None, pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    num_threads: int | None = Field(None, ge=1)
+    timeouts: BuiltinTimeouts = Field(default_factory=BuiltinTimeouts)
+
+    def engine_options(self) -> dict[str, Any]:
+        """The EngineConfig keyword arguments this backend sets."""
+        return self.model_dump(exclude={"kind", "timeouts"}, exclude_none=True)
+
+
+Backend = Annotated[OpenAIBackend | BuiltinBackend, Field(discriminator="kind")]
 
 
 class ModelRoute(StrictModel):

@@ -1,5 +1,15 @@
-"""Upstreams: where requests go after the pipeline; one pooled client per configured backend."""
+"""Upstreams: where requests go after the pipeline; one client per configured backend,
+an HTTP pool (`kind: openai`) or the engine in-process (`kind: builtin`)."""
 
+from gateway.upstream.builtin import BuiltinReply, BuiltinUpstream
+from gateway.upstream.interface import Reply, Upstream
 from gateway.upstream.openai import OpenAIUpstream, UpstreamReply
 
-__all__ = ["OpenAIUpstream", "UpstreamReply"]
+__all__ = [
+    "BuiltinReply",
+    "BuiltinUpstream",
+    "OpenAIUpstream",
+    "Reply",
+    "Upstream",
+    "UpstreamReply",
+]

@@ -7,7 +7,7 @@ upstream); bench/README.md has the measurements behind that choice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -45,6 +45,9 @@ class UpstreamReply:
 
     async def read(self) -> bytes:
         return await self.response.aread()
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self.response.aiter_raw()
 
     async def aclose(self) -> None:
         await self.response.aclose()
