@@ -27,11 +27,13 @@ class RequestHead:
     request_id: str
     authorization: bytes | None
     content_length: int | None
+    # W3C trace context of the caller, read only when tracing is on.
+    traceparent: str | None = None
 
 
 def read_head(scope: Scope) -> RequestHead:
     """One pass over the headers for what every endpoint needs."""
-    authorization = request_id = length = None
+    authorization = request_id = length = traceparent = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value
@@ -39,12 +41,15 @@ def read_head(scope: Scope) -> RequestHead:
             request_id = value
         elif name == b"content-length":
             length = value
+        elif name == b"traceparent":
+            traceparent = value
     if request_id is not None and _SANE_REQUEST_ID.fullmatch(request_id):
         rid = request_id.decode("ascii")
     else:
         rid = "req_" + secrets.token_hex(12)
     content_length = int(length) if length is not None and length.isdigit() else None
-    return RequestHead(rid, authorization, content_length)
+    parent = traceparent.decode("latin-1") if traceparent is not None else None
+    return RequestHead(rid, authorization, content_length, parent)
 
 
 async def read_body(receive: Receive, head: RequestHead, limit_bytes: int) -> bytes:

@@ -1,4 +1,4 @@
-"""The `sluice` command: serve the gateway, check policies, run benchmarks."""
+"""The `sluice` command: serve the gateway or the engine, check policies, run benchmarks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import runpy
 import sys
 from pathlib import Path
 
+from backend.cli import add_backend_commands
 from gateway.audit.commands import add_audit_commands
 from gateway.audit.export_commands import add_export_commands
 from gateway.config.loader import PolicyError, load_policy
@@ -43,6 +44,12 @@ def _serve(args: argparse.Namespace) -> int:
             host,
             port,
         )
+    logs = policy.telemetry.logs if policy.telemetry is not None else None
+    json_logs = logs is not None and logs.format == "json"
+    if logs is not None:
+        from gateway.telemetry.logs import configure_logging
+
+        configure_logging(logs.format, logs.level)
     app = create_app(policy, policy_path=path, bind_host=host)
     _tune_gc()
     log.warning("sluicegate serving on http://%s:%s with policy %s", host, port, path)
@@ -54,7 +61,9 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
-        log_level=args.log_level,
+        log_level=logs.level if logs is not None else args.log_level,
+        # JSON logs: keep uvicorn from installing its own text handlers over ours.
+        **({"log_config": None} if json_logs else {}),
         timeout_graceful_shutdown=int(policy.server.drain_timeout_s),
     )
     return 0
@@ -87,8 +96,12 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# `sluice bench NAME`: the script in bench/ that runs it.
+BENCH_SCRIPTS = {"gateway": "gateway_overhead.py", "engine": "engine_throughput.py"}
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
-    script = REPO_ROOT / "bench" / f"{args.what}_overhead.py"
+    script = REPO_ROOT / "bench" / BENCH_SCRIPTS[args.what]
     if not script.exists():
         print(
             f"sluice bench: {script} is missing (bench/ ships with the source tree)",
@@ -121,12 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_policy_check)
 
     add_export_commands(add_audit_commands(commands))
+    add_backend_commands(commands)
 
     # No -h of its own: `sluice bench gateway --help` shows the benchmark's options.
     bench = commands.add_parser(
         "bench", help="benchmarks (options after the name go to it)", add_help=False
     )
-    bench.add_argument("what", choices=["gateway"])
+    bench.add_argument("what", choices=list(BENCH_SCRIPTS))
     bench.set_defaults(run=None)
     return parser
 

@@ -7,9 +7,12 @@ GatewayError that becomes one OpenAI-shaped error response here and nowhere else
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import httpx
 import orjson
@@ -43,6 +46,8 @@ from gateway.ratelimit.accounting import Accounting
 from gateway.runtime import Route
 from gateway.service import Gateway
 from gateway.streaming import SSE_HEADERS, StreamOutcome, relay_stream
+from gateway.telemetry.logs import request_context
+from gateway.telemetry.tracing import SpanKind, end_request_span, traceparent
 from gateway.upstream.interface import Reply
 from gateway.usage import StreamUsage, estimate_prompt_tokens, usage_of_body
 
@@ -75,6 +80,12 @@ class Call:
     route: Route | None = None
     streaming: bool = False
     accounting: Accounting | None = None
+    # The request's server span when tracing is on.
+    span: Any = None
+
+
+# Tracing off: every stage enters this one reusable no-op.
+_NO_SPAN: AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 class InferencePipeline:
@@ -88,6 +99,17 @@ class InferencePipeline:
         head = read_head(scope)
         audit = self.gateway.audit
         call = Call(head, Trail(audit.config if audit else None, scope, head.request_id))
+        tracing = self.gateway.tracing
+        trace_id = ""
+        if tracing is not None:
+            parent = {"traceparent": head.traceparent} if head.traceparent else {}
+            call.span = tracing.request_span(
+                f"{scope['method']} {scope['path']}",
+                parent,
+                **{"sluice.request_id": head.request_id},
+            )
+            trace_id = format(call.span.get_span_context().trace_id, "032x")
+        context = request_context.set((head.request_id, trace_id))
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
@@ -107,19 +129,48 @@ class InferencePipeline:
             self.gateway.metrics.observe(call.trail, self.endpoint.name)
             if audit is not None:
                 audit.submit(call.trail.record())
+            if call.span is not None:
+                self._end_span(call)
+            request_context.reset(context)
+
+    def _stage(self, call: Call, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Any:
+        tracing = self.gateway.tracing
+        if call.span is None or tracing is None:
+            return _NO_SPAN
+        return tracing.stage(call.span, name, kind)
+
+    def _end_span(self, call: Call) -> None:
+        trail = call.trail
+        usage = trail.usage or {}
+        route = call.route
+        end_request_span(
+            call.span,
+            trail.status or 200,
+            {
+                "gen_ai.request.model": trail.model,
+                "sluice.backend": route.upstream.name if route is not None else None,
+                "sluice.outcome": trail.outcome,
+                "sluice.stream": call.streaming,
+                "gen_ai.usage.input_tokens": usage.get("prompt_tokens"),
+                "gen_ai.usage.output_tokens": usage.get("completion_tokens"),
+            },
+        )
 
     async def _handle(self, call: Call, receive: Receive, send: Send) -> None:
         runtime = self.gateway.runtime
         trail = call.trail
-        principal = runtime.keyring.authenticate(call.head.authorization)
-        call.body = await read_body(receive, call.head, runtime.policy.server.max_body_bytes)
-        call.request = request = parse_request(self.endpoint.schema, call.body)
+        with self._stage(call, "auth"):
+            principal = runtime.keyring.authenticate(call.head.authorization)
+        with self._stage(call, "parse"):
+            call.body = await read_body(receive, call.head, runtime.policy.server.max_body_bytes)
+            call.request = request = parse_request(self.endpoint.schema, call.body)
         model: str = request.model  # type: ignore[attr-defined]
         call.streaming = self.endpoint.streams and bool(getattr(request, "stream", False))
         trail.principal, trail.model, trail.stream = principal, model, call.streaming
         trail.request_body(call.body, getattr(request, "user", None))
-        call.route = route = runtime.route(model)
-        principal.check_model(model)
+        with self._stage(call, "route"):
+            call.route = route = runtime.route(model)
+            principal.check_model(model)
         trail.route = {"backend": route.upstream.name, "upstream_model": route.upstream_model}
         limiter = runtime.limiter
         if limiter is None:
@@ -127,7 +178,8 @@ class InferencePipeline:
             return
         estimate = partial(estimate_prompt_tokens, request)
         try:
-            admission = await limiter.admit(principal, model, call.head.request_id, estimate)
+            with self._stage(call, "ratelimit"):
+                admission = await limiter.admit(principal, model, call.head.request_id, estimate)
         except (RateLimited, RateLimitStoreDown):
             trail.ratelimit = "refused"
             raise
@@ -153,17 +205,22 @@ class InferencePipeline:
         extra_headers = accounting.headers if accounting is not None else []
         watch = ClientWatch(receive)
         try:
-            reply = await route.upstream.open(self.endpoint.upstream_path, body, head.request_id)
-            if call.streaming:
-                await self._relay(call, reply, send, extra_headers)
-            else:
+            # The client span lasts until the upstream's answer is complete (streams: relayed).
+            with self._stage(call, "upstream", SpanKind.CLIENT) as span:
+                parent = traceparent(span) if span is not None else None
+                reply = await route.upstream.open(
+                    self.endpoint.upstream_path, body, head.request_id, parent
+                )
+                if call.streaming:
+                    await self._relay(call, reply, send, extra_headers)
+                    return
                 content = await read_whole(reply, route.upstream.name)
-                usage = usage_of_body(content)
-                if accounting is not None:
-                    await accounting.settle_usage(usage)
-                trail.answered(content, usage)
-                content_type = reply.content_type.encode()
-                await send_body(send, 200, content, head.request_id, content_type, extra_headers)
+            usage = usage_of_body(content)
+            if accounting is not None:
+                await accounting.settle_usage(usage)
+            trail.answered(content, usage)
+            content_type = reply.content_type.encode()
+            await send_body(send, 200, content, head.request_id, content_type, extra_headers)
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise

@@ -15,6 +15,7 @@ from gateway.audit.writer import AuditWriter
 from gateway.config.schema import Policy
 from gateway.metrics import Metrics
 from gateway.runtime import Closable, Runtime
+from gateway.telemetry.tracing import Tracing
 
 log = logging.getLogger("sluicegate")
 
@@ -44,6 +45,8 @@ class Gateway:
             )
             self.audit = AuditWriter(policy.audit, key.encode() if key else None, keys)
         self.metrics = Metrics(self)
+        # None unless the policy names a trace exporter: then nothing traces on the request path.
+        self.tracing: Tracing | None = Tracing.from_config(policy.telemetry)
         # Clients retired by a swap, closed once in-flight requests had time to finish.
         self._retired: dict[asyncio.Task[None], list[Closable]] = {}
 
@@ -56,8 +59,11 @@ class Gateway:
         old = self.runtime
         if policy.server != old.policy.server:
             log.warning("policy reload: changes under 'server' take effect only after a restart")
-        if policy.audit != old.policy.audit:
-            log.warning("policy reload: changes under 'audit' take effect only after a restart")
+        for section in ("audit", "telemetry"):
+            if getattr(policy, section) != getattr(old.policy, section):
+                log.warning(
+                    "policy reload: changes under '%s' take effect only after a restart", section
+                )
         self.runtime = Runtime(policy, self.env, previous=old)
         retired = old.retired(self.runtime)
         if retired:
@@ -88,3 +94,5 @@ class Gateway:
             for client in clients:
                 await client.aclose()
         await self.runtime.aclose()
+        if self.tracing is not None:
+            self.tracing.shutdown()

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway.config.audit import AuditConfig
 from gateway.config.base import StrictModel
 from gateway.config.ratelimit import RateLimitConfig
+from gateway.config.telemetry import TelemetryConfig
 
 
 class LocatedError(ValueError):
@@ -165,6 +166,7 @@ class Policy(StrictModel):
     models: dict[str, ModelRoute] = Field(min_length=1)
     ratelimit: RateLimitConfig | None = None
     audit: AuditConfig | None = None
+    telemetry: TelemetryConfig | None = None
 
 
 def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:

@@ -115,7 +115,9 @@ class BuiltinUpstream:
 
     # ---- requests ----------------------------------------------------------------------------
 
-    async def open(self, path: str, body: bytes, request_id: str) -> BuiltinReply:
+    async def open(
+        self, path: str, body: bytes, request_id: str, traceparent: str | None = None
+    ) -> BuiltinReply:
         """Run the request; returns with the whole answer, or a stream's first events."""
         deadline = asyncio.get_running_loop().time() + self.config.timeouts.total_s
         kind = _KINDS.get(path)

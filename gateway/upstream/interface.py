@@ -32,8 +32,11 @@ class Reply(Protocol):
 class Upstream(Protocol):
     name: str
 
-    async def open(self, path: str, body: bytes, request_id: str) -> Reply:
-        """Send `body` to `path` (e.g. /chat/completions); raises GatewayError unless 2xx."""
+    async def open(
+        self, path: str, body: bytes, request_id: str, traceparent: str | None = None
+    ) -> Reply:
+        """Send `body` to `path` (e.g. /chat/completions); raises GatewayError unless 2xx.
+        `traceparent` makes the upstream's work part of the request's trace."""
         ...
 
     async def probe(self, timeout_s: float = 2.0) -> str | None:

@@ -84,17 +84,19 @@ class OpenAIUpstream:
             url = self._urls[path] = httpx.URL(self.config.base_url + path)
         return url
 
-    async def open(self, path: str, body: bytes, request_id: str) -> UpstreamReply:
+    async def open(
+        self, path: str, body: bytes, request_id: str, traceparent: str | None = None
+    ) -> UpstreamReply:
         """POST `body`; returns once a 2xx status and headers arrived, else raises GatewayError."""
         deadline = asyncio.get_running_loop().time() + self.config.timeouts.total_s
         try:
             async with asyncio.timeout_at(deadline):
                 try:
-                    response = await self._attempt(path, body, request_id)
+                    response = await self._attempt(path, body, request_id, traceparent)
                 except _Retryable as failure:
                     if self.config.retries.attempts == 1:
                         raise failure.error from None
-                    response = await self._retry(path, body, request_id)
+                    response = await self._retry(path, body, request_id, traceparent)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"Upstream '{self.name}' did not answer within "
@@ -102,7 +104,9 @@ class OpenAIUpstream:
             ) from None
         return UpstreamReply(response, deadline)
 
-    async def _retry(self, path: str, body: bytes, request_id: str) -> httpx.Response:
+    async def _retry(
+        self, path: str, body: bytes, request_id: str, traceparent: str | None
+    ) -> httpx.Response:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.retries.attempts - 1),
             wait=self._wait,
@@ -115,14 +119,18 @@ class OpenAIUpstream:
                     # The first attempt failed outside this loop: back off before this one too.
                     if attempt.retry_state.attempt_number == 1:
                         await asyncio.sleep(self._wait(attempt.retry_state))
-                    return await self._attempt(path, body, request_id)
+                    return await self._attempt(path, body, request_id, traceparent)
         except _Retryable as failure:
             raise failure.error from None
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    async def _attempt(self, path: str, body: bytes, request_id: str) -> httpx.Response:
+    async def _attempt(
+        self, path: str, body: bytes, request_id: str, traceparent: str | None
+    ) -> httpx.Response:
         headers = dict(self._headers)
         headers["x-request-id"] = request_id
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         request = httpx.Request(
             "POST",
             self.url(path),

@@ -1,0 +1,1 @@
+"""Traces (OpenTelemetry) and structured logs for the gateway."""
