@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_level=logs.level if logs is not None else args.log_level,
         # JSON logs: keep uvicorn from installing its own text handlers over ours.
-        **({"log_config": None} if json_logs else {}),
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=int(policy.server.drain_timeout_s),
     )
     return 0
