@@ -108,7 +108,7 @@ async def _pump(
                 if end == 0:
                     end = len(data)
                 out, pending = data[:end], data[end:]
-                done_at = out.find(b"data: [DONE]") if b"[DONE]" in out else -1
+                done_at = done_event_at(out) if b"[DONE]" in out else -1
                 if done_at >= 0:
                     out = out[:done_at]
                 if usage is not None:
@@ -132,3 +132,18 @@ async def _pump(
     if pending.strip():
         return UpstreamError(f"Upstream '{backend}' ended the stream in the middle of an event.")
     return UpstreamError(f"Upstream '{backend}' ended the stream without [DONE].")
+
+
+def done_event_at(out: bytes) -> int:
+    """Where the `[DONE]` event starts in whole events `out`, or -1.
+
+    Only at an event boundary: a model may well write the text "data: [DONE]" itself, and
+    inside a JSON payload it can never follow a blank line (JSON escapes newlines).
+    """
+    if out.startswith(b"data: [DONE]"):
+        return 0
+    at = out.find(b"\n\ndata: [DONE]")
+    if at >= 0:
+        return at + 2
+    at = out.find(b"\r\n\r\ndata: [DONE]")
+    return at + 4 if at >= 0 else -1

@@ -6,7 +6,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.streaming import split_events
+from gateway.streaming import done_event_at, split_events
 from tests.conftest import ALICE_KEY, GatewayFactory, policy_yaml
 from tests.support.mock_upstream import MockUpstream
 from tests.support.servers import ServerThread
@@ -183,3 +183,13 @@ def test_released_plain_request_still_completes(
     response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=AUTH, timeout=10)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "echo: long job"
+
+
+def test_done_is_found_only_at_an_event_boundary() -> None:
+    # A model may write the text "data: [DONE]"; inside JSON it never follows a blank line.
+    chunk = b'data: {"choices":[{"delta":{"content":"say data: [DONE] now"}}]}\n\n'
+    assert done_event_at(chunk) == -1
+    assert done_event_at(chunk + b"data: [DONE]\n\n") == len(chunk)
+    assert done_event_at(b"data: [DONE]\n\n") == 0
+    crlf = b'data: {"x": 1}\r\n\r\n'
+    assert done_event_at(crlf + b"data: [DONE]\r\n\r\n") == len(crlf)
