@@ -31,9 +31,9 @@ def policy(audit_lines: str) -> str:
     return BASE + audit_lines
 
 
-def refused(text: str) -> str:
+def refused(text: str, env: dict[str, str] = ENV) -> str:
     with pytest.raises(PolicyError) as caught:
-        parse_policy(text, "p.yaml", ENV)
+        parse_policy(text, "p.yaml", env)
     return str(caught.value)
 
 
@@ -60,29 +60,26 @@ def test_an_unset_encryption_key_variable_is_refused_at_its_line(
     )
 
 
-def test_a_key_of_the_wrong_size_is_refused(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("AUDIT_KEY", base64.b64encode(bytes(16)).decode())
-    message = refused(policy("  encryption: {key_env: AUDIT_KEY}\n"))
+def test_a_key_of_the_wrong_size_is_refused() -> None:
+    env = {**ENV, "AUDIT_KEY": base64.b64encode(bytes(16)).decode()}
+    message = refused(policy("  encryption: {key_env: AUDIT_KEY}\n"), env)
     assert "audit.encryption.key_env: environment variable AUDIT_KEY holds a 128-bit key" in message
 
 
-def test_an_unset_old_key_is_refused_at_its_entry(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("AUDIT_KEY", KEY)
+def test_an_unset_old_key_is_refused_at_its_entry() -> None:
     text = policy("  encryption:\n    key_env: AUDIT_KEY\n    old_key_envs: [OLD_AUDIT_KEY]\n")
-    assert "audit.encryption.old_key_envs[0]: environment variable OLD_AUDIT_KEY" in refused(text)
+    message = refused(text, {**ENV, "AUDIT_KEY": KEY})
+    assert "audit.encryption.old_key_envs[0]: environment variable OLD_AUDIT_KEY" in message
 
 
-def test_encryption_and_a_redis_sink_load_with_their_keys_set(
-    clean_env: pytest.MonkeyPatch,
-) -> None:
-    clean_env.setenv("AUDIT_KEY", KEY)
-    clean_env.setenv("OLD_AUDIT_KEY", bytes(range(1, 33)).hex())
+def test_encryption_and_a_redis_sink_load_with_their_keys_set() -> None:
+    env = {**ENV, "AUDIT_KEY": KEY, "OLD_AUDIT_KEY": bytes(range(1, 33)).hex()}
     text = policy(
         "  encryption: {key_env: AUDIT_KEY, old_key_envs: [OLD_AUDIT_KEY]}\n"
         "  sink: redis_stream\n"
         "  redis: {url: 'redis://127.0.0.1:6379/10', stream: 'a:b', maxlen: 0}\n"
     )
-    audit = parse_policy(text, "p.yaml", ENV).audit
+    audit = parse_policy(text, "p.yaml", env).audit
     assert audit is not None and audit.encryption is not None
     assert audit.sink == "redis_stream" and audit.redis.maxlen == 0
 
@@ -92,11 +89,17 @@ def test_a_redis_sink_needs_a_redis_url() -> None:
     assert "audit.redis.url: must start with redis://, rediss:// or unix://" in message
 
 
-def test_the_gateway_reads_the_keys_from_its_own_environment(
+def test_the_policy_is_checked_against_the_env_it_is_loaded_with(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
+    # The process has the key, the environment the policy is loaded for does not.
     clean_env.setenv("AUDIT_KEY", KEY)
-    loaded = parse_policy(policy("  encryption: {key_env: AUDIT_KEY}\n"), "p.yaml", ENV)
+    assert "AUDIT_KEY is not set" in refused(policy("  encryption: {key_env: AUDIT_KEY}\n"))
+
+
+def test_the_gateway_reads_the_keys_from_its_own_environment() -> None:
+    text = policy("  encryption: {key_env: AUDIT_KEY}\n")
+    loaded = parse_policy(text, "p.yaml", {**ENV, "AUDIT_KEY": KEY})
     with pytest.raises(ValueError, match="environment variable AUDIT_KEY is not set"):
         Gateway(loaded, ENV)
     gateway = Gateway(loaded, {**ENV, "AUDIT_KEY": KEY})
