@@ -59,6 +59,13 @@ class Metrics:
             ["decision"],
             registry=r,
         )
+        self.upstream_errors = Counter(
+            "sluice_upstream_errors",
+            "Upstream failures by backend and reason (upstream_error, upstream_unavailable, "
+            "upstream_timeout, mid_stream).",
+            ["backend", "reason"],
+            registry=r,
+        )
         r.register(_LiveGauges(gateway))
         r.register(_EngineMetrics(gateway))
 
@@ -77,6 +84,11 @@ class Metrics:
                     self.tokens.labels(model, kind).inc(count)
         if trail.ratelimit is not None:
             self.ratelimit.labels(trail.ratelimit).inc()
+        error = trail.error
+        if error is not None and error["type"] == "upstream_error":
+            self.upstream_errors.labels(backend, error["code"] or "upstream_error").inc()
+        elif trail.outcome == "upstream_failed":
+            self.upstream_errors.labels(backend, "mid_stream").inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -100,6 +112,11 @@ class _LiveGauges(Collector):
                 "sluice_audit_dropped",
                 "Audit records dropped because the queue was full.",
                 value=audit.dropped,
+            )
+            yield CounterMetricFamily(
+                "sluice_audit_spilled",
+                "Audit records written to the local file log because the Redis stream failed.",
+                value=audit.spilled,
             )
         limiter = self.gateway.runtime.limiter
         if limiter is not None:

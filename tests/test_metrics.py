@@ -77,3 +77,33 @@ def test_audit_gauges_appear_with_an_audit_log(
     samples = scrape(server.url)
     assert samples[("sluice_audit_queue_backlog", ())] == 0
     assert samples[("sluice_audit_dropped_total", ())] == 0
+
+
+def test_upstream_errors_by_backend_and_reason(
+    upstream: MockUpstream, start_gateway: GatewayFactory
+) -> None:
+    server = start_gateway(policy_yaml(upstream.base_url, read_s=1))
+    url = f"{server.url}/v1/chat/completions"
+
+    def chat(model: str, **extra: object) -> int:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        return httpx.post(url, json=body, headers=AUTH, timeout=20).status_code
+
+    assert chat("gpt-error-500") == 502
+    assert chat("gpt-always-503") == 503
+    assert chat("gpt-slow-3") == 504
+    assert chat("gpt-die-midstream", stream=True) == 200
+    assert chat("gpt-echo") == 200
+    assert chat("gpt-bad-400") == 400  # the client's mistake, relayed: not an upstream failure
+    samples = scrape(server.url)
+    errors = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in samples.items()
+        if name == "sluice_upstream_errors_total"
+    }
+    assert errors == {
+        "upstream_error": 1,
+        "upstream_unavailable": 1,
+        "upstream_timeout": 1,
+        "mid_stream": 1,
+    }
