@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from gateway.api.validation import parse_request
+from gateway.api.validation import parse_request, strict_json
 from gateway.asgi import (
     Receive,
     RequestHead,
@@ -35,7 +35,6 @@ from gateway.disconnect import ClientWatch
 from gateway.errors import (
     GatewayError,
     InternalError,
-    InvalidRequest,
     MethodNotAllowed,
     RateLimited,
     RateLimitStoreDown,
@@ -254,16 +253,7 @@ def upstream_body(body: bytes, route: Route, ask_usage: bool = False) -> bytes:
     needs the upstream to report a stream's usage (`stream_options.include_usage`)."""
     if not route.renames_model and not ask_usage:
         return body
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # pydantic-core accepted it, orjson cannot carry it: NaN, Infinity (not JSON at
-        # all, RFC 8259) or a number beyond a double somewhere. The client's mistake.
-        raise InvalidRequest(
-            "The request body is not strict JSON: it holds NaN, Infinity or a number "
-            "too large for a double.",
-            code="invalid_json",
-        ) from None
+    data = strict_json(body)
     data["model"] = route.upstream_model
     if ask_usage:
         options = data.get("stream_options")

@@ -24,6 +24,22 @@ def parse_request(model: type[M], body: bytes) -> M:
         raise _to_invalid_request(exc, body) from None
 
 
+def strict_json(body: bytes) -> Any:
+    """Decode a body the schema already accepted, as strict JSON (RFC 8259).
+
+    pydantic-core accepts NaN, Infinity and numbers beyond a double; orjson cannot carry them
+    on, so such a body is the client's mistake, said once here for every place that re-reads it.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "The request body is not strict JSON: it holds NaN, Infinity or a number "
+            "too large for a double.",
+            code="invalid_json",
+        ) from None
+
+
 def _to_invalid_request(exc: ValidationError, body: bytes) -> InvalidRequest:
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):

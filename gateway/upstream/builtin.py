@@ -14,10 +14,9 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
-import orjson
-
 from backend.outputs import EngineInputError
 from backend.serving.handler import OpenAIHandler
+from gateway.api.validation import strict_json
 from gateway.config.schema import BuiltinBackend
 from gateway.errors import (
     GatewayError,
@@ -127,14 +126,7 @@ class BuiltinUpstream:
                 code="unsupported_endpoint",
             )
         handler = await self._handler(deadline)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidRequest(
-                "The request body is not strict JSON: it holds NaN, Infinity or a number "
-                "too large for a double.",
-                code="invalid_json",
-            ) from None
+        data = strict_json(body)
         try:
             async with asyncio.timeout_at(deadline):
                 if data.get("stream") is not True:
