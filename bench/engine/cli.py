@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from overhead.console import log
 from overhead.errors import BenchError
+from overhead.interrupts import catch_signals
 from overhead.pinning import parse_cpu_list
 
 from engine import benchmark
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help or a usage error
         return int(exc.code or 0)
     os.environ["HF_HUB_OFFLINE"] = "1"  # models are local; never reach for a hub
-    restore_signals = _catch_signals()
+    restore_signals = catch_signals()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-engine-bench-"))
     try:
         return benchmark.run(opts, workdir)
@@ -54,25 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         restore_signals()
-
-
-def _catch_signals() -> Callable[[], None]:
-    """Make SIGTERM raise KeyboardInterrupt too; returns what puts the handlers back."""
-    try:
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-        old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        return lambda: None
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGINT, old_int)
-
-    return restore
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def parse_args(argv: list[str] | None) -> Options:

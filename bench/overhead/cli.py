@@ -8,15 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from overhead import benchmark
 from overhead.console import log
 from overhead.errors import BenchError
+from overhead.interrupts import catch_signals
 from overhead.litellm_proxy import DEFAULT_LITELLM, LITELLM_ENV
 from overhead.options import Options
 from overhead.paths import DEFAULT_OUT, REPO_ROOT
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Ctrl-C and SIGTERM both end the run through the finally below. SIGINT is set
     # explicitly because a parent may have left it ignored (e.g. a background job).
-    restore_signals = _catch_signals()
+    restore_signals = catch_signals()
     children = Children()
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     # Run after every child process has stopped (e.g. deleting the Redis keys).
@@ -54,25 +53,6 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"warning: clean-up failed: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
         restore_signals()
-
-
-def _catch_signals() -> Callable[[], None]:
-    """Make SIGTERM and SIGINT raise KeyboardInterrupt; returns what puts them back."""
-    try:
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-        old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        return lambda: None
-
-    def restore_signals() -> None:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGINT, old_int)
-
-    return restore_signals
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def parse_args(argv: list[str] | None) -> Options:
