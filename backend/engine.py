@@ -212,11 +212,19 @@ class LLMEngine:
 
     def _sample_row(self, seq: Sequence) -> SampleRow:
         state: SeqState = seq.state
+        params = state.request.params
+        # Only penalties read the token histories: copying them every step for every
+        # sequence would cost O(context) per row on the hot path for nothing.
+        prompt, output = (
+            (seq.token_ids[: seq.num_prompt_tokens], seq.output_token_ids)
+            if params.has_penalties
+            else ((), ())
+        )
         return SampleRow(
-            params=state.request.params,
+            params=params,
             generator=state.generator,
-            prompt_token_ids=seq.token_ids[: seq.num_prompt_tokens],
-            output_token_ids=seq.output_token_ids,
+            prompt_token_ids=prompt,
+            output_token_ids=output,
             suppress_token_ids=state.suppressed(seq),
         )
 

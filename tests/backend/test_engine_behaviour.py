@@ -167,3 +167,16 @@ async def test_async_stream_cancellation_frees_blocks_at_once(llm: LLM) -> None:
         assert len(result.token_ids) == 8
     finally:
         await engine.aclose()
+
+
+def test_penalties_see_the_whole_history(llm: LLM) -> None:
+    # A repetition penalty must change greedy output on a repetitive prompt: it only can if
+    # the engine hands the sampler the prompt and output tokens.
+    prompt = llm.tokenizer.encode("again " * 30)
+    plain = SamplingParams(max_tokens=20, temperature=0.0, ignore_eos=True)
+    penalised = SamplingParams(
+        max_tokens=20, temperature=0.0, ignore_eos=True, repetition_penalty=5.0
+    )
+    (a,) = llm.generate([prompt], plain, use_tqdm=False)
+    (b,) = llm.generate([prompt], penalised, use_tqdm=False)
+    assert a.token_ids != b.token_ids
