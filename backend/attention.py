@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from backend.kv_cache import dequantize_kv, quantize_kv
+
 
 @dataclass(slots=True)
 class PrefillSpan:
@@ -42,7 +44,12 @@ class AttentionMetadata:
 
 class PagedAttention:
     """q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim];
-    kv_cache: [slots, 2, kv_heads, head_dim] (slot = block * block_size + offset)."""
+    kv_cache: [slots, 2, kv_heads, head_dim] (slot = block * block_size + offset) in q's dtype,
+    or int8 with kv_scales: [slots, 2, kv_heads] float32 (see backend/kv_cache.py).
+
+    With an int8 cache every attention reads K/V back dequantized, also a prompt's own: a token
+    then sees the same keys whether its prefix came from the prefix cache or not.
+    """
 
     def __init__(self, scale: float):
         self.scale = scale
@@ -54,8 +61,12 @@ class PagedAttention:
         v: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
+        kv_scales: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        kv_cache.index_copy_(0, meta.slot_mapping, torch.stack((k, v), dim=1))
+        if kv_scales is None:
+            kv_cache.index_copy_(0, meta.slot_mapping, torch.stack((k, v), dim=1))
+        else:
+            _store_int8(k, v, kv_cache, kv_scales, meta.slot_mapping)
         out = torch.empty_like(q)
         if meta.num_decodes:
             assert meta.decode_slots is not None and meta.decode_mask is not None
@@ -64,19 +75,27 @@ class PagedAttention:
                 out[start:end] = self._decode(
                     q[start:end],
                     kv_cache,
+                    kv_scales,
                     meta.decode_slots[start:end, :width],
                     meta.decode_mask[start:end, :, :, :width],
                 )
         for span in meta.prefills:
-            out[span.start : span.end] = self._prefill(q, k, v, kv_cache, span)
+            out[span.start : span.end] = self._prefill(
+                q, k, v, kv_cache, kv_scales, span, meta.slot_mapping
+            )
         return out
 
     def _decode(
-        self, q: torch.Tensor, kv_cache: torch.Tensor, slots: torch.Tensor, mask: torch.Tensor
+        self,
+        q: torch.Tensor,
+        kv_cache: torch.Tensor,
+        kv_scales: torch.Tensor | None,
+        slots: torch.Tensor,
+        mask: torch.Tensor,
     ) -> torch.Tensor:
         # q: [n, heads, head_dim]; slots: [n, context]; mask: [n, 1, 1, context] additive
-        # Whole rows (K and V of one slot) through index_select: a memcpy per slot.
-        ctx = _gather(kv_cache, slots.reshape(-1)).view(*slots.shape, *kv_cache.shape[1:])
+        ctx = _gather(kv_cache, kv_scales, slots.reshape(-1), q.dtype)
+        ctx = ctx.view(*slots.shape, *kv_cache.shape[1:])
         keys = ctx[:, :, 0].transpose(1, 2)
         values = ctx[:, :, 1].transpose(1, 2)
         o = F.scaled_dot_product_attention(
@@ -90,26 +109,63 @@ class PagedAttention:
         k: torch.Tensor,
         v: torch.Tensor,
         kv_cache: torch.Tensor,
+        kv_scales: torch.Tensor | None,
         span: PrefillSpan,
+        slot_mapping: torch.Tensor,
     ) -> torch.Tensor:
-        qs = q[span.start : span.end].transpose(0, 1)
-        if span.context_slots is None:
-            keys = k[span.start : span.end].transpose(0, 1)
-            values = v[span.start : span.end].transpose(0, 1)
-            o = F.scaled_dot_product_attention(
-                qs, keys, values, is_causal=True, scale=self.scale, enable_gqa=True
-            )
+        rows = slice(span.start, span.end)
+        mask = span.mask
+        if span.context_slots is not None:
+            ctx = _gather(kv_cache, kv_scales, span.context_slots, q.dtype)
+            keys, values = ctx[:, 0], ctx[:, 1]
+        elif kv_scales is not None:
+            # The prompt's own K/V as the int8 cache holds them: see the class docstring.
+            ctx = _gather(kv_cache, kv_scales, slot_mapping[rows], q.dtype)
+            keys, values = ctx[:, 0], ctx[:, 1]
         else:
-            ctx = _gather(kv_cache, span.context_slots)
-            keys = ctx[:, 0].transpose(0, 1)
-            values = ctx[:, 1].transpose(0, 1)
-            o = F.scaled_dot_product_attention(
-                qs, keys, values, attn_mask=span.mask, scale=self.scale, enable_gqa=True
-            )
+            keys, values = k[rows], v[rows]
+        o = F.scaled_dot_product_attention(
+            q[rows].transpose(0, 1),
+            keys.transpose(0, 1),
+            values.transpose(0, 1),
+            attn_mask=mask,
+            is_causal=mask is None,
+            scale=self.scale,
+            enable_gqa=True,
+        )
         return o.transpose(0, 1)
 
 
-def _gather(kv_cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    # kv_cache: [slots, 2, kv_heads, head_dim], slots: [n] -> [n, 2, kv_heads, head_dim]
-    rows = kv_cache.view(kv_cache.shape[0], -1).index_select(0, slots)
-    return rows.view(slots.shape[0], *kv_cache.shape[1:])
+def _gather(
+    kv_cache: torch.Tensor, kv_scales: torch.Tensor | None, slots: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """K/V rows of slots [n] in dtype: [n, 2, kv_heads, head_dim]; int8 rows dequantized."""
+    # Whole rows (K and V of one slot) through index_select: a memcpy per slot.
+    rows = _rows(kv_cache, slots)
+    if kv_scales is None:
+        return rows
+    # Only the rows read are widened, never the whole pool.
+    return dequantize_kv(rows, _rows(kv_scales, slots), dtype)
+
+
+def _rows(table: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    return table.view(table.shape[0], -1).index_select(0, slots).view(-1, *table.shape[1:])
+
+
+def _store_int8(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kv_cache: torch.Tensor,
+    kv_scales: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Quantize k and v per token and head into their slots, scales beside them."""
+    if kv_cache.is_cuda:
+        # One Triton launch quantizes and scatters; imported here so the CPU never needs Triton.
+        from backend.kernels.kv_store import store_kv
+
+        store_kv(k, v, kv_cache, slot_mapping, kv_scales)
+        return
+    values, scales = quantize_kv(torch.stack((k, v), dim=1))
+    kv_cache.index_copy_(0, slot_mapping, values)
+    kv_scales.index_copy_(0, slot_mapping, scales)

@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backend.engine_config import EngineConfig
 
 log = logging.getLogger("sluicegate.backend")
 
@@ -43,16 +47,24 @@ def add_backend_commands(
     )
     serve.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: auto)")
     serve.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    serve.add_argument(
+        "--weights",
+        choices=["auto", "int8"],
+        help="int8: linear layers quantized at load, per output channel "
+        "(default: auto, as --dtype)",
+    )
+    serve.add_argument(
+        "--kv-cache",
+        choices=["auto", "int8"],
+        help="int8: K/V stored as int8 with a scale per token and head, about twice the tokens "
+        "of a 16-bit cache (default: auto, as --dtype)",
+    )
     serve.set_defaults(run=run_serve)
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The EngineConfig the flags ask for (unset flags keep its defaults); ValueError if bad."""
     from backend.engine_config import EngineConfig
-    from backend.model_config import ModelLoadError
-    from backend.model_files import resolve_model
-    from backend.server import create_app
 
     knobs = {
         "kv_cache_gb": args.kv_cache_gb,
@@ -60,9 +72,21 @@ def run_serve(args: argparse.Namespace) -> int:
         "max_model_len": args.max_model_len,
         "device": args.device,
         "dtype": args.dtype,
+        "weights": args.weights,
+        "kv_cache_dtype": args.kv_cache,
     }
+    return EngineConfig(model=args.model, **{k: v for k, v in knobs.items() if v is not None})
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.model_config import ModelLoadError
+    from backend.model_files import resolve_model
+    from backend.server import create_app
+
     try:
-        config = EngineConfig(model=args.model, **{k: v for k, v in knobs.items() if v is not None})
+        config = engine_config(args)
         # Converts a GGUF (with a progress bar) now, and fails here with a clear message.
         resolve_model(config.model, progress=True)
     except (ValueError, ModelLoadError) as exc:

@@ -15,11 +15,13 @@ import torch
 from backend.block_manager import BlockManager
 from backend.engine_config import EngineConfig
 from backend.engine_metrics import EngineStats
+from backend.kv_cache import kv_bytes_per_block
 from backend.model_config import ModelConfig, read_model_config
 from backend.model_files import iter_weights, resolve_model
-from backend.model_runner import ModelRunner, kv_bytes_per_block
+from backend.model_runner import ModelRunner
 from backend.models.llama import LlamaForCausalLM
 from backend.outputs import CompletionDelta, EngineInputError, RequestOutput, TokenLogprob
+from backend.quant import quantize_linear_weights
 from backend.request_state import RequestState, SeqState
 from backend.sampler import Sampler, SampleResult, SampleRow
 from backend.sampling_params import SamplingParams
@@ -49,7 +51,12 @@ class LLMEngine:
             log.warning("max_model_len clipped to %d: the KV pool holds no more", pool_tokens)
         self.model = self._load_model(folder, model_config)
         self.runner = ModelRunner(
-            self.model, num_blocks, config.block_size, device=self.device, dtype=config.torch_dtype
+            self.model,
+            num_blocks,
+            config.block_size,
+            device=self.device,
+            dtype=config.torch_dtype,
+            kv_cache_int8=config.kv_cache_int8,
         )
         self.block_manager = BlockManager(
             num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
@@ -71,8 +78,21 @@ class LLMEngine:
 
     def _num_blocks(self, model_config: ModelConfig) -> int:
         cfg = self.config
-        per_block = kv_bytes_per_block(model_config, cfg.block_size, cfg.torch_dtype)
-        return max(1, cfg.kv_cache_bytes(self.device) // per_block)
+        per_block = kv_bytes_per_block(
+            model_config, cfg.block_size, cfg.torch_dtype, quantized=cfg.kv_cache_int8
+        )
+        pool_bytes = cfg.kv_cache_bytes(self.device)
+        num_blocks = max(1, pool_bytes // per_block)
+        log.info(
+            "KV cache: %d blocks of %d tokens (%d tokens) in %.3f GiB, %s, %d bytes per block",
+            num_blocks,
+            cfg.block_size,
+            num_blocks * cfg.block_size,
+            pool_bytes / 2**30,
+            "int8 + float32 scales" if cfg.kv_cache_int8 else cfg.dtype,
+            per_block,
+        )
+        return num_blocks
 
     def _load_model(self, folder: object, model_config: ModelConfig) -> LlamaForCausalLM:
         with torch.device("meta"):
@@ -83,6 +103,9 @@ class LLMEngine:
         if model_config.tie_word_embeddings:
             model.lm_head.weight = model.embed_tokens.weight
         model.load_weights(iter_weights(folder))  # type: ignore[arg-type]
+        if self.config.weights == "int8":
+            replaced = quantize_linear_weights(model)
+            log.info("weights: %d linear layers quantized to int8 (lm_head kept)", replaced)
         return model.eval()
 
     # ---- requests ----------------------------------------------------------------------------

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# "auto": as the model runs (dtype); "int8": see backend/quant.py and backend/kv_cache.py.
+WeightsFormat = Literal["auto", "int8"]
+KVCacheDtype = Literal["auto", "int8"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,11 @@ class EngineConfig:
     enable_chunked_prefill: bool = True
     device: str = "auto"
     dtype: str = "float32"
+    # int8: every linear layer but lm_head quantized at load, per output channel.
+    weights: WeightsFormat = "auto"
+    # int8: K/V stored as int8 with a float32 scale per token and head: in the same kv_cache_gb,
+    # about twice the tokens of a 16-bit cache, 3.8 times a float32 one (backend/kv_cache.py).
+    kv_cache_dtype: KVCacheDtype = "auto"
     seed: int | None = None
     # Intra-op threads on CPU; None: all the cores this process may use.
     num_threads: int | None = None
@@ -39,12 +48,20 @@ class EngineConfig:
             raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        for name, allowed in (("weights", WeightsFormat), ("kv_cache_dtype", KVCacheDtype)):
+            if getattr(self, name) not in get_args(allowed):
+                choices = ", ".join(get_args(allowed))
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be at least 2, got {self.max_model_len}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
+
+    @property
+    def kv_cache_int8(self) -> bool:
+        return self.kv_cache_dtype == "int8"
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

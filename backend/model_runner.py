@@ -1,6 +1,6 @@
 """Runs one scheduled step through the model: flatten the batch, build attention metadata, logits.
 
-Owns the KV cache tensors; knows nothing about requests, sampling or text.
+Owns the KV cache (backend/kv_cache.py); knows nothing about requests, sampling or text.
 """
 
 from __future__ import annotations
@@ -10,15 +10,9 @@ from collections.abc import Sequence as Seq
 import torch
 
 from backend.attention import AttentionMetadata, PrefillSpan
-from backend.model_config import ModelConfig
+from backend.kv_cache import KVCache
 from backend.models.llama import LlamaForCausalLM
 from backend.sequence import Sequence
-
-
-def kv_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
-    """Bytes one block takes across all layers (K and V)."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    return config.num_layers * 2 * block_size * config.num_kv_heads * config.head_dim * itemsize
 
 
 def decode_groups(context_lens: list[int], min_group: int = 4) -> list[tuple[int, int, int]]:
@@ -45,24 +39,25 @@ class ModelRunner:
         *,
         device: torch.device,
         dtype: torch.dtype,
+        kv_cache_int8: bool = False,
     ):
-        config = model.config
         self.model = model
         self.block_size = block_size
         self.device = device
-        shape = (num_blocks * block_size, 2, config.num_kv_heads, config.head_dim)
-        # Zeroed, not empty: padded decode reads land on real slots and must hold no NaNs.
-        self.kv_caches = [
-            torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_layers)
-        ]
+        self.dtype = dtype
+        self.kv_cache = KVCache(
+            model.config,
+            num_blocks,
+            block_size,
+            dtype=dtype,
+            quantized=kv_cache_int8,
+            device=device,
+        )
         self._offsets = torch.arange(block_size, device=device)
 
     @torch.inference_mode()
     def copy_blocks(self, copies: Seq[tuple[int, int]]) -> None:
-        bs = self.block_size
-        for src, dst in copies:
-            for cache in self.kv_caches:
-                cache[dst * bs : (dst + 1) * bs] = cache[src * bs : (src + 1) * bs]
+        self.kv_cache.copy_blocks(copies)
 
     @torch.inference_mode()
     def execute(
@@ -96,8 +91,9 @@ class ModelRunner:
             n = num_new_tokens[i]
             meta.prefills.append(self._prefill_span(seqs[i], offset, n))
             offset += n
-        model = self.model
-        hidden = model(self._tensor(input_ids), self._tensor(positions), self.kv_caches, meta)
+        model, cache = self.model, self.kv_cache
+        ids, pos = self._tensor(input_ids), self._tensor(positions)
+        hidden = model(ids, pos, cache.values, meta, cache.scales)
         logits = model.compute_logits(hidden[self._tensor(sample_rows)])
         return sample_seqs, logits.float()
 
@@ -137,6 +133,5 @@ class ModelRunner:
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         # SDPA would turn a boolean mask into this in every layer; do it once per step.
-        dtype = self.kv_caches[0].dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
+        mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
         return mask.masked_fill_(~allowed, float("-inf"))

@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from backend.kv_cache import quantize_kv
+
 
 @triton.jit
 def _quantize(x, scale_ptr, ok_h):
@@ -79,11 +81,11 @@ def store_kv(
 
 
 def quantize_kv_ref(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[..., head_dim] -> (int8 values, float32 scales [...]), rounding as the kernel does."""
-    xf = x.float()
-    scale = xf.abs().amax(-1).clamp(min=1e-8) / 127.0
-    y = xf / scale[..., None]
-    return torch.where(y >= 0, (y + 0.5).floor(), (y - 0.5).ceil()).to(torch.int8), scale
+    """[..., head_dim] -> (int8 values, float32 scales [...]), rounding as the kernel does.
+
+    The engine's CPU path quantizes with this same function (backend.kv_cache.quantize_kv).
+    """
+    return quantize_kv(x)
 
 
 def store_kv_ref(

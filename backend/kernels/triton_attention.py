@@ -4,7 +4,8 @@ Reads block tables and lengths from the metadata when the runner provides them, 
 """
 
 # q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim];
-# kv_cache: [slots, 2, kv_heads, head_dim] (slot = block * block_size + offset).
+# kv_cache: [slots, 2, kv_heads, head_dim] (slot = block * block_size + offset), or int8 with
+# kv_scales: [slots, 2, kv_heads] float32 (backend/kv_cache.py).
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ class TritonPagedAttention(PagedAttention):
         v: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
+        kv_scales: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        store_kv(k, v, kv_cache, meta.slot_mapping)
+        store_kv(k, v, kv_cache, meta.slot_mapping, kv_scales)
         out = torch.empty_like(q)
         b = meta.num_decodes
         if b:
@@ -40,6 +42,7 @@ class TritonPagedAttention(PagedAttention):
                 scale=self.scale,
                 block_size=block_size,
                 max_context_len=longest,
+                kv_scales=kv_scales,
                 out=out[:b],
             )
         if meta.prefills:
@@ -54,6 +57,7 @@ class TritonPagedAttention(PagedAttention):
                 scale=self.scale,
                 block_size=block_size,
                 max_query_len=longest,
+                kv_scales=kv_scales,
                 out=out[first:],
             )
         return out

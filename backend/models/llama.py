@@ -6,7 +6,7 @@ so greedy output matches it token for token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
+        kv_scales: torch.Tensor | None = None,
     ) -> torch.Tensor:
         t = x.shape[0]
         q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
@@ -55,7 +56,7 @@ class Attention(nn.Module):
         k = k.view(t, self.num_kv_heads, self.head_dim)
         v = v.view(t, self.num_kv_heads, self.head_dim)
         q, k = apply_rotary(q, k, *rope)
-        o = self.attn.forward(q, k, v, kv_cache, meta)
+        o = self.attn.forward(q, k, v, kv_cache, meta, kv_scales)
         return self.o_proj(o.reshape(t, self.q_size))
 
 
@@ -85,13 +86,17 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
+        kv_scales: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(rope, self.input_layernorm(x), kv_cache, meta)
+        x = x + self.self_attn(rope, self.input_layernorm(x), kv_cache, meta, kv_scales)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
 class LlamaForCausalLM(nn.Module):
-    """input_ids, positions: [tokens]; returns hidden states [tokens, hidden]."""
+    """input_ids, positions: [tokens]; returns hidden states [tokens, hidden].
+
+    kv_caches: one per layer (see PagedAttention); kv_scales: one per layer with int8 caches.
+    """
 
     def __init__(self, config: ModelConfig, max_positions: int):
         super().__init__()
@@ -110,11 +115,13 @@ class LlamaForCausalLM(nn.Module):
         positions: torch.Tensor,
         kv_caches: list[torch.Tensor],
         meta: AttentionMetadata,
+        kv_scales: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
         rope = self.rope.tables(positions, x.dtype)
-        for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
-            x = layer(rope, x, kv_cache, meta)
+        scales: Sequence[torch.Tensor | None] = kv_scales or [None] * len(kv_caches)
+        for layer, kv_cache, scale in zip(self.layers, kv_caches, scales, strict=True):
+            x = layer(rope, x, kv_cache, meta, scale)
         return self.norm(x)
 
     def reset_rope(self, max_positions: int) -> None:

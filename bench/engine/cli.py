@@ -89,6 +89,8 @@ def parse_args(argv: list[str] | None) -> Options:
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
         kv_cache_gb=args.kv_cache_gb,
+        weights=args.weights,
+        kv_cache=args.kv_cache,
         cpus=cpus,
         threads=max(1, threads),
         no_hf=args.no_hf,
@@ -177,6 +179,16 @@ def _add_system_flags(p: argparse.ArgumentParser) -> None:
         "--max-num-batched-tokens", type=int, help="engine: tokens per step (engine default)"
     )
     p.add_argument("--kv-cache-gb", type=float, help="engine: KV cache size (engine default)")
+    p.add_argument(
+        "--weights",
+        choices=["auto", "int8"],
+        help="engine: int8 weight-only linear layers (engine default: auto)",
+    )
+    p.add_argument(
+        "--kv-cache",
+        choices=["auto", "int8"],
+        help="engine: int8 KV cache with per-token, per-head scales (engine default: auto)",
+    )
     p.add_argument("--cpus", metavar="LIST", help="run every worker under taskset -c LIST")
     p.add_argument(
         "--threads",

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from backend import LLM, SamplingParams
 from backend.engine import LLMEngine
+from backend.quant import Int8Linear
 from engine.jobs import EngineJob
 from engine.records import RequestRecord
 from engine.workload import BenchRequest
@@ -37,9 +38,11 @@ def run_engine(job: EngineJob) -> dict[str, Any]:
         preemptions=engine.stats.preemptions,
         prefix_cache_queries_tokens=snapshot["prefix_cache_queries"],
         prefix_cache_hits_tokens=snapshot["prefix_cache_hits"],
-        model_parameters=sum(p.numel() for p in engine.model.parameters()),
+        model_parameters=_parameters(engine),
+        weight_bytes=_weight_bytes(engine),
         engine_config={k: _plain(v) for k, v in asdict(engine.config).items()},
         kv_cache_blocks=engine.block_manager.num_blocks,
+        kv_cache_bytes=_kv_cache_bytes(engine),
         max_model_len=engine.max_model_len,
     )
 
@@ -131,6 +134,28 @@ def _calibrate(engine: LLMEngine, prompts: list[list[int]]) -> dict[str, Any]:
         "runs_s": runs_s,
         "prefill_s": min(runs_s),
     }
+
+
+def _parameters(engine: LLMEngine) -> int:
+    """Weights in the model, counting int8 ones (buffers of Int8Linear, not parameters)."""
+    model = engine.model
+    int8 = sum(m.qweight.numel() for m in model.modules() if isinstance(m, Int8Linear))
+    return sum(p.numel() for p in model.parameters()) + int8
+
+
+def _weight_bytes(engine: LLMEngine) -> int:
+    """Bytes the model's weights take (tied ones once), int8 weights with their scales."""
+    model = engine.model
+    tensors = list(model.parameters())  # rope tables (buffers) are not weights
+    for m in model.modules():
+        if isinstance(m, Int8Linear):
+            tensors += [t for t in (m.qweight, m.scale, m.bias) if t is not None]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _kv_cache_bytes(engine: LLMEngine) -> int:
+    cache = engine.runner.kv_cache
+    return sum(t.numel() * t.element_size() for t in cache.values + (cache.scales or []))
 
 
 def _plain(value: Any) -> Any:

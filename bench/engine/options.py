@@ -30,6 +30,8 @@ class Options:
     max_num_seqs: int | None  # None: the engine's default
     max_num_batched_tokens: int | None
     kv_cache_gb: float | None
+    weights: str | None  # "auto" / "int8"; None: the engine's default
+    kv_cache: str | None  # "auto" / "int8"; None: the engine's default
     cpus: str | None  # taskset -c list for every worker, or None: unpinned
     threads: int  # torch intra-op threads, the same for every system
     no_hf: bool
@@ -55,8 +57,10 @@ class Options:
             "num_threads": self.threads,
             "seed": self.seed,
         }
-        for name in ("max_num_seqs", "max_num_batched_tokens", "kv_cache_gb"):
+        for name in ("max_num_seqs", "max_num_batched_tokens", "kv_cache_gb", "weights"):
             value = getattr(self, name)
             if value is not None:
                 options[name] = value
+        if self.kv_cache is not None:
+            options["kv_cache_dtype"] = self.kv_cache
         return options

@@ -24,8 +24,10 @@ def format_report(opts: Options, m: Measured) -> str:
             "",
             f"Engine throughput: {w['requests']} ShareGPT-like requests (seed {opts.seed}), "
             f"{w['prompt_tokens']['total']:,} prompt + {w['output_tokens']['total']:,} output "
-            f"tokens, all at once; {opts.model}, float32, greedy; {threads}, {pinning}, {where}",
+            f"tokens, all at once; {opts.model}, float32{_formats(opts)}, greedy; {threads}, "
+            f"{pinning}, {where}",
             main_table(m.engine_summary, _engine_max_seqs(m.engine), m.hf_summaries, _best(m)),
+            *_memory_notes(m.engine),
             *_main_notes(m),
         ]
     if m.prefix_summaries:
@@ -40,6 +42,26 @@ def format_report(opts: Options, m: Measured) -> str:
             *_prefix_notes(m),
         ]
     return "\n".join(lines)
+
+
+def _formats(opts: Options) -> str:
+    """The engine's int8 options, as the title says them."""
+    parts = [
+        label
+        for label, value in (("int8 weights", opts.weights), ("int8 KV cache", opts.kv_cache))
+        if value == "int8"
+    ]
+    return "".join(f", engine: {p}" for p in parts)
+
+
+def _memory_notes(engine: dict[str, Any] | None) -> list[str]:
+    if not engine or engine.get("weight_bytes") is None:
+        return []
+    mib = 2**20
+    return [
+        f"engine memory: weights {engine['weight_bytes'] / mib:,.1f} MiB; KV cache "
+        f"{engine['kv_cache_bytes'] / mib:,.1f} MiB in {engine['kv_cache_blocks']:,} blocks"
+    ]
 
 
 def _main_notes(m: Measured) -> list[str]:

@@ -142,6 +142,8 @@ def _config(opts: Options, m: Measured) -> dict[str, Any]:
         process_per_phase=not opts.in_process,
         engine_config=engine.get("engine_config") if engine else None,
         kv_cache_blocks=engine.get("kv_cache_blocks") if engine else None,
+        kv_cache_bytes=engine.get("kv_cache_bytes") if engine else None,
+        weight_bytes=engine.get("weight_bytes") if engine else None,
         sampling="greedy (temperature 0), ignore_eos, max_tokens = the request's output length",
         hf_generate="AutoModelForCausalLM float32, do_sample=False, left padding, static "
         "batches in arrival order, eos_token_id=None",
