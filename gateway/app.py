@@ -5,7 +5,6 @@ The inference endpoints live in gateway.pipeline; this module only wires things 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -19,8 +18,12 @@ from gateway.api.openapi import openapi_document
 from gateway.asgi import Receive, Scope, Send, read_head, send_body, send_error
 from gateway.config.schema import Policy
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from gateway.feedback import Feedback
+from gateway.guards.moderation.endpoint import ModerationsEndpoint
 from gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, InferencePipeline
 from gateway.reload import PolicyReloader
+from gateway.routing.admin import ExperimentAdmin
+from gateway.routing.readiness import readiness
 from gateway.service import Gateway
 
 
@@ -66,15 +69,12 @@ class Health(JSONEndpoint):
 
 
 class Ready(JSONEndpoint):
+    """Backends reachable, circuits and health checks per replica (gateway.routing.readiness)."""
+
     async def render(self, authorization: bytes | None) -> tuple[int, object]:
-        upstreams = self.gateway.runtime.upstreams
-        results = await asyncio.gather(*(u.probe() for u in upstreams.values()))
-        checks = {name: (problem or "ok") for name, problem in zip(upstreams, results, strict=True)}
-        ready = all(problem is None for problem in results)
-        return (200 if ready else 503), {
-            "status": "ready" if ready else "not ready",
-            "upstreams": checks,
-        }
+        runtime = self.gateway.runtime
+        ready, payload = await readiness(runtime.upstreams, runtime.routes)
+        return (200 if ready else 503), payload
 
 
 class OpenAPI(JSONEndpoint):
@@ -132,8 +132,11 @@ def create_app(
         Route("/v1/completions", InferencePipeline(gateway, COMPLETIONS)),
         Route("/v1/embeddings", InferencePipeline(gateway, EMBEDDINGS)),
         Route("/v1/models", Models(gateway)),
+        Route("/v1/feedback", Feedback(gateway)),
+        Route("/v1/moderations", ModerationsEndpoint(gateway)),
         Route("/healthz", Health(gateway)),
         Route("/readyz", Ready(gateway)),
+        Route("/admin/experiments/{name}", ExperimentAdmin(gateway)),
         Route("/openapi.json", OpenAPI(gateway)),
         Route("/metrics", MetricsEndpoint(gateway)),
     ]

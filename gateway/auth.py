@@ -20,6 +20,8 @@ class Principal:
     tenant: str
     models: frozenset[str]
     all_models: bool
+    # May use the admin endpoints (experiment weights).
+    admin: bool = False
 
     def check_model(self, model: str) -> None:
         if not self.all_models and model not in self.models:
@@ -49,6 +51,7 @@ class KeyRing:
                     tenant=key.tenant,
                     models=frozenset(m for m in key.models if m != "*"),
                     all_models="*" in key.models,
+                    admin=key.admin,
                 ),
             )
 

@@ -9,12 +9,15 @@ import os
 import runpy
 import sys
 from pathlib import Path
+from typing import Any
 
 from backend.cli import add_backend_commands
 from gateway.audit.commands import add_audit_commands
 from gateway.audit.export_commands import add_export_commands
 from gateway.config.loader import PolicyError, load_policy
 from gateway.config.schema import unauthenticated_exposure
+from gateway.experiments.commands import register as add_experiments_commands
+from gateway.routing.commands import add_admin_commands
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
@@ -38,6 +41,17 @@ def _serve(args: argparse.Namespace) -> int:
     if exposed:
         print(f"sluice serve: refusing to start: {exposed}", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        from gateway.workers import worker_conflicts
+
+        problems = worker_conflicts(policy)
+        if problems:
+            listed = "".join(f"\n  - {problem}" for problem in problems)
+            print(
+                f"sluice serve: {path} cannot run with --workers {args.workers}:{listed}",
+                file=sys.stderr,
+            )
+            return 2
     if policy.auth.mode == "none":
         log.warning(
             "AUTHENTICATION IS OFF (auth: none): anyone who can reach %s:%s can use every model",
@@ -50,23 +64,39 @@ def _serve(args: argparse.Namespace) -> int:
         from gateway.telemetry.logs import configure_logging
 
         configure_logging(logs.format, logs.level)
+    options: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": logs.level if logs is not None else args.log_level,
+        # JSON logs: keep uvicorn from installing its own text handlers over ours.
+        "log_config": None if json_logs else uvicorn.config.LOGGING_CONFIG,
+        "timeout_graceful_shutdown": int(policy.server.drain_timeout_s),
+    }
+    if args.workers > 1:
+        from gateway.workers import serve_workers
+
+        log.warning(
+            "sluicegate serving on http://%s:%s with policy %s (%d workers)",
+            host,
+            port,
+            path,
+            args.workers,
+        )
+        return serve_workers(path, host, port, args.workers, options)
     app = create_app(policy, policy_path=path, bind_host=host)
     _tune_gc()
     log.warning("sluicegate serving on http://%s:%s with policy %s", host, port, path)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=logs.level if logs is not None else args.log_level,
-        # JSON logs: keep uvicorn from installing its own text handlers over ours.
-        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
-        timeout_graceful_shutdown=int(policy.server.drain_timeout_s),
-    )
+    uvicorn.run(app, host=host, port=port, **options)
     return 0
+
+
+def _worker_count(text: str) -> int:
+    count = int(text) if text.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return count
 
 
 def _tune_gc() -> None:
@@ -97,7 +127,11 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 # `sluice bench NAME`: the script in bench/ that runs it.
-BENCH_SCRIPTS = {"gateway": "gateway_overhead.py", "engine": "engine_throughput.py"}
+BENCH_SCRIPTS = {
+    "gateway": "gateway_overhead.py",
+    "engine": "engine_throughput.py",
+    "guards": "guards.py",
+}
 
 
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
@@ -125,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help=f"policy file (default: {DEFAULT_POLICY})")
     serve.add_argument("--host", help="bind address (default: server.host of the policy)")
     serve.add_argument("--port", type=int, help="port (default: server.port of the policy)")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="gateway processes sharing the port, one per core (default: 1; docs/operations.md)",
+    )
     serve.set_defaults(run=_serve)
 
     policy = commands.add_parser("policy", help="policy files")
@@ -135,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_commands(add_audit_commands(commands))
     add_backend_commands(commands)
+    add_admin_commands(add_experiments_commands(commands))
 
     # No -h of its own: `sluice bench gateway --help` shows the benchmark's options.
     bench = commands.add_parser(

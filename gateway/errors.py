@@ -87,6 +87,22 @@ class RateLimitStoreDown(GatewayError):
     code = "rate_limit_store_unavailable"
 
 
+class ContentFiltered(GatewayError):
+    """A guard blocked the request or the answer (the guard and the reason are in the message)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "content_filter"
+
+
+class GuardUnavailable(GatewayError):
+    """A guard failed or timed out and the policy says to fail closed."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "guard_unavailable"
+
+
 class UnsupportedMediaType(GatewayError):
     status_code = 415
     error_type = "invalid_request_error"

@@ -12,21 +12,27 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from gateway.upstream.builtin import BuiltinUpstream
+from gateway.routing.metrics import RoutingCollector
 
 if TYPE_CHECKING:
     from gateway.audit.trail import Trail
+    from gateway.guards.base import Decision
     from gateway.service import Gateway
+    from gateway.worker_metrics import SharedMetrics
 
+GUARD_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5)
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class Metrics:
     def __init__(self, gateway: Gateway) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = _Registry()
         r = self.registry
+        # Set in each worker of `sluice serve --workers N`: /metrics then adds all of them up.
+        self.shared: SharedMetrics | None = None
         self.requests = Counter(
             "sluice_requests",
             "Requests by endpoint, public model, backend, status and outcome.",
@@ -66,8 +72,29 @@ class Metrics:
             ["backend", "reason"],
             registry=r,
         )
+        self.guard_decisions = Counter(
+            "sluice_guard_decisions",
+            "Guard decisions by guard, stage (input, output) and action (allow, block, redact, "
+            "mask, hash, pseudonymize, flag, error, ...).",
+            ["guard", "stage", "action"],
+            registry=r,
+        )
+        self.guard_duration = Histogram(
+            "sluice_guard_duration_seconds",
+            "Time one guard took to decide on a request or a whole answer.",
+            ["guard", "stage"],
+            buckets=GUARD_BUCKETS_S,
+            registry=r,
+        )
+        self.arm_requests = Counter(
+            "sluice_experiment_requests",
+            "Requests assigned to an experiment arm, by outcome (as sluice_requests_total).",
+            ["experiment", "arm", "outcome"],
+            registry=r,
+        )
         r.register(_LiveGauges(gateway))
         r.register(_EngineMetrics(gateway))
+        r.register(RoutingCollector(gateway))
 
     def observe(self, trail: Trail, endpoint: str) -> None:
         """Count one finished request."""
@@ -84,14 +111,37 @@ class Metrics:
                     self.tokens.labels(model, kind).inc(count)
         if trail.ratelimit is not None:
             self.ratelimit.labels(trail.ratelimit).inc()
+        if trail.arm is not None:
+            self.arm_requests.labels(trail.experiment, trail.arm, trail.outcome).inc()
         error = trail.error
         if error is not None and error["type"] == "upstream_error":
             self.upstream_errors.labels(backend, error["code"] or "upstream_error").inc()
         elif trail.outcome == "upstream_failed":
             self.upstream_errors.labels(backend, "mid_stream").inc()
 
+    def guard(self, name: str, stage: str, decision: Decision, seconds: float) -> None:
+        """Count one guard decision (the pipeline calls this for every guard it runs)."""
+        self.guard_decisions.labels(name, stage, decision.action).inc()
+        self.guard_duration.labels(name, stage).observe(seconds)
+
     def exposition(self) -> bytes:
+        if self.shared is not None:
+            return self.shared.exposition()
         return generate_latest(self.registry)
+
+
+class _Registry(CollectorRegistry):
+    """Also keeps the collectors that read live values at scrape time (all but metric objects):
+    with several workers, gateway.worker_metrics copies what they read into the shared files."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        if not isinstance(collector, MetricWrapperBase):
+            self.live.append(collector)
 
 
 class _LiveGauges(Collector):
@@ -136,8 +186,9 @@ class _EngineMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
-        for name, upstream in self.gateway.runtime.upstreams.items():
-            if not isinstance(upstream, BuiltinUpstream):
+        for name, pool in self.gateway.runtime.upstreams.items():
+            upstream = pool.builtin
+            if upstream is None:
                 continue
             ready = GaugeMetricFamily(
                 "sluice_builtin_engine_ready",

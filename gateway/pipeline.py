@@ -33,6 +33,7 @@ from gateway.asgi import (
 from gateway.audit.trail import Trail
 from gateway.disconnect import ClientWatch
 from gateway.errors import (
+    ContentFiltered,
     GatewayError,
     InternalError,
     MethodNotAllowed,
@@ -41,6 +42,10 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.guards.base import GuardContext, Stage, TextSlot
+from gateway.guards.runner import GuardSet
+from gateway.guards.stream import GuardedStream, merged_decisions
+from gateway.guards.texts import request_slots, response_slots
 from gateway.ratelimit.accounting import Accounting
 from gateway.runtime import Route
 from gateway.service import Gateway
@@ -81,6 +86,11 @@ class Call:
     accounting: Accounting | None = None
     # The request's server span when tracing is on.
     span: Any = None
+    # The request's headers (an experiment may be sticky by one of them).
+    headers: list[tuple[bytes, bytes]] | None = None
+    # The policy's guards (None: no guards) and the request's pseudonyms, if any were made.
+    guards: GuardSet | None = None
+    pseudonyms: Any = None
 
 
 # Tracing off: every stage enters this one reusable no-op.
@@ -98,6 +108,7 @@ class InferencePipeline:
         head = read_head(scope)
         audit = self.gateway.audit
         call = Call(head, Trail(audit.config if audit else None, scope, head.request_id))
+        call.headers = scope["headers"]
         tracing = self.gateway.tracing
         trace_id = ""
         if tracing is not None:
@@ -127,7 +138,11 @@ class InferencePipeline:
         finally:
             self.gateway.metrics.observe(call.trail, self.endpoint.name)
             if audit is not None:
-                audit.submit(call.trail.record())
+                record = call.trail.record()
+                if call.trail.shadow is not None:
+                    # The answer is out; the record waits for the shadow copy (its timeout).
+                    await call.trail.shadow.settle(record)
+                audit.submit(record)
             if call.span is not None:
                 self._end_span(call)
             request_context.reset(context)
@@ -158,6 +173,7 @@ class InferencePipeline:
     async def _handle(self, call: Call, receive: Receive, send: Send) -> None:
         runtime = self.gateway.runtime
         trail = call.trail
+        call.guards = runtime.guards
         with self._stage(call, "auth"):
             principal = runtime.keyring.authenticate(call.head.authorization)
         with self._stage(call, "parse"):
@@ -173,6 +189,7 @@ class InferencePipeline:
         trail.route = {"backend": route.upstream.name, "upstream_model": route.upstream_model}
         limiter = runtime.limiter
         if limiter is None:
+            await self._guard_input(call)
             await self._forward(call, receive, send)
             return
         estimate = partial(estimate_prompt_tokens, request)
@@ -188,6 +205,7 @@ class InferencePipeline:
             limiter, admission, call.streaming, bool(options and options.include_usage)
         )
         try:
+            await self._guard_input(call)
             await self._forward(call, receive, send)
         except GatewayError as error:
             error.headers = {**admission.header_map(), **error.headers}
@@ -200,26 +218,49 @@ class InferencePipeline:
         route, accounting, trail, head = call.route, call.accounting, call.trail, call.head
         assert route is not None
         asks_usage = accounting is not None and accounting.asks_upstream_for_usage
-        body = upstream_body(call.body, route, ask_usage=asks_usage)
         extra_headers = accounting.headers if accounting is not None else []
+        router = route.router
+        principal = trail.principal
+        selection = router.select(
+            trail.user, principal.key_id if principal else None, call.headers, head.request_id
+        )
+        if selection.arm_header is not None:
+            trail.experiment, trail.arm = selection.experiment, selection.arm
+            extra_headers = [*extra_headers, selection.arm_header]
         watch = ClientWatch(receive)
         try:
             # The client span lasts until the upstream's answer is complete (streams: relayed).
             with self._stage(call, "upstream", SpanKind.CLIENT) as span:
                 parent = traceparent(span) if span is not None else None
-                reply = await route.upstream.open(
-                    self.endpoint.upstream_path, body, head.request_id, parent
+                reply = await router.open(
+                    self.endpoint.upstream_path,
+                    call.body,
+                    head.request_id,
+                    parent,
+                    trail,
+                    selection,
+                    ask_usage=asks_usage,
+                    streaming=call.streaming,
                 )
                 if call.streaming:
                     await self._relay(call, reply, send, extra_headers)
                     return
-                content = await read_whole(reply, route.upstream.name)
+                content = await read_whole(reply, reply.backend)
             usage = usage_of_body(content)
             if accounting is not None:
                 await accounting.settle_usage(usage)
-            trail.answered(content, usage)
+            if call.guards is not None:
+                content, reply_body = await self._guard_output(call, content)
+                trail.answered(content, usage)
+                content = reply_body
+            else:
+                trail.answered(content, usage)
             content_type = reply.content_type.encode()
             await send_body(send, 200, content, head.request_id, content_type, extra_headers)
+        except GatewayError as error:
+            if selection.arm is not None:
+                error.headers = {**error.headers, "x-sluice-arm": selection.arm}
+            raise
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise
@@ -240,28 +281,112 @@ class InferencePipeline:
             usage = StreamUsage(strip=False)  # only to read what the upstream reports
         settle = accounting.settle_stream if accounting is not None else None
         trail.status = 200
-        outcome = await relay_stream(
-            reply, send, headers, call.route.upstream.name, usage, settle, trail
-        )
+        guarded = self._stream_guard(call)
+        try:
+            outcome = await relay_stream(
+                reply, send, headers, reply.backend, usage, settle, trail, guarded
+            )
+        finally:
+            if guarded is not None:
+                self._stream_decisions(call, guarded)
         trail.usage = usage.usage
         if outcome is StreamOutcome.UPSTREAM_FAILED:
             trail.outcome = "upstream_failed"
+        elif outcome is StreamOutcome.BLOCKED:
+            trail.outcome = "content_filter"
 
+    # -- guards ----------------------------------------------------------------------------
+    def _guard_span(self, call: Call) -> Any:
+        if call.span is None:
+            return None
+        return lambda name: self._stage(call, f"guard.{name}")
 
-def upstream_body(body: bytes, route: Route, ask_usage: bool = False) -> bytes:
-    """The body to send upstream: the client's bytes, unless the model is renamed or the gateway
-    needs the upstream to report a stream's usage (`stream_options.include_usage`)."""
-    if not route.renames_model and not ask_usage:
-        return body
-    data = strict_json(body)
-    data["model"] = route.upstream_model
-    if ask_usage:
-        options = data.get("stream_options")
-        data["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
-    return orjson.dumps(data)
+    async def _guard_input(self, call: Call) -> None:
+        """Run the input guards; a modified request goes upstream (and to the audit) rewritten."""
+        guards = call.guards
+        if guards is None:
+            return
+        from gateway.guards.pseudonyms import Pseudonyms
+
+        call.pseudonyms = Pseudonyms()
+        if not guards.input:
+            return
+        trail = call.trail
+        data = strict_json(call.body)
+        ctx = self._guard_context(call, "input", request_slots(data))
+        ctx.metadata["request"] = data
+        records = trail.guards = trail.guards or []
+        try:
+            with self._stage(call, "guards.input"):
+                await guards.run(ctx, records, self.gateway.metrics.guard, self._guard_span(call))
+        except ContentFiltered:
+            trail.withhold_prompt()
+            raise
+        if ctx.modified:
+            call.body = orjson.dumps(data)
+            trail.request_body(call.body, trail.user)
+
+    async def _guard_output(self, call: Call, content: bytes) -> tuple[bytes, bytes]:
+        """Output guards on a whole answer: (the answer for the audit, the answer for the client:
+        the same with pseudonyms restored)."""
+        guards, pseudonyms = call.guards, call.pseudonyms
+        assert guards is not None
+        restore = guards.restores and pseudonyms is not None and len(pseudonyms) > 0
+        if not guards.output and not restore:
+            return content, content
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return content, content
+        if not isinstance(data, dict):
+            return content, content
+        slots = response_slots(data)
+        if guards.output:
+            ctx = self._guard_context(call, "output", slots)
+            records = call.trail.guards = call.trail.guards or []
+            with self._stage(call, "guards.output"):
+                await guards.run(ctx, records, self.gateway.metrics.guard, self._guard_span(call))
+            if ctx.modified:
+                content = orjson.dumps(data)
+        if not restore:
+            return content, content
+        changed = False
+        for slot in slots:
+            restored = pseudonyms.restore(slot.text)
+            if restored != slot.text:
+                slot.write(restored)
+                changed = True
+        return content, (orjson.dumps(data) if changed else content)
+
+    def _stream_guard(self, call: Call) -> GuardedStream | None:
+        guards, pseudonyms = call.guards, call.pseudonyms
+        if guards is None:
+            return None
+        restore = guards.restores and pseudonyms is not None and len(pseudonyms) > 0
+        if not guards.output and not restore:
+            return None
+        call.trail.text_from_guards()
+        ctx = self._guard_context(call, "output", [])
+        restorer = pseudonyms.restorer if restore else None
+        return GuardedStream(guards.output, ctx, restorer, call.trail.response_text)
+
+    def _stream_decisions(self, call: Call, guarded: GuardedStream) -> None:
+        records = call.trail.guards = call.trail.guards or []
+        metrics = self.gateway.metrics
+        for decision in merged_decisions(guarded.guards, guarded.ctx.decisions):
+            records.append(decision.record("output"))
+            metrics.guard_decisions.labels(decision.guard, "output", decision.action).inc()
+
+    def _guard_context(self, call: Call, stage: Stage, slots: list[TextSlot]) -> GuardContext:
+        trail = call.trail
+        return GuardContext(
+            stage,
+            slots,
+            model=trail.model,
+            principal=trail.principal,
+            request_id=call.head.request_id,
+            pseudonyms=call.pseudonyms,
+        )
 
 
 async def read_whole(reply: Reply, backend: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Everything one policy turns into at run time: key ring, upstream clients, model routes.
+"""Everything one policy turns into at run time: key ring, backend pools, model routes.
 
 A `Runtime` never changes after it is built; a reload builds a new one and swaps the reference,
 so a request holds the runtime it started with until it ends.
@@ -6,29 +6,20 @@ so a request holds the runtime it started with until it ends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.auth import KeyRing
 from gateway.config.ratelimit import RateLimitConfig
-from gateway.config.schema import Backend, BuiltinBackend, Policy
+from gateway.config.schema import Policy
 from gateway.errors import ModelNotFound
+from gateway.guards.runner import GuardSet
 from gateway.ratelimit.limiter import Limiter
-from gateway.upstream.builtin import BuiltinUpstream
-from gateway.upstream.interface import Upstream
-from gateway.upstream.openai import OpenAIUpstream
+from gateway.routing.pool import Pool
+from gateway.routing.table import Route, RoutingTable
 
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    public_model: str
-    upstream_model: str
-    upstream: Upstream
-
-    @property
-    def renames_model(self) -> bool:
-        return self.public_model != self.upstream_model
+__all__ = ["Closable", "Route", "Runtime"]
 
 
 class Runtime:
@@ -40,16 +31,33 @@ class Runtime:
     ) -> None:
         self.policy = policy
         self.keyring = KeyRing(policy.auth, env)
-        self.upstreams: dict[str, AnyUpstream] = {
-            name: _upstream(name, config, env, previous.upstreams.get(name) if previous else None)
+        # One pool per backend: its replicas' clients, breakers, health checks, retry budget.
+        self.upstreams: dict[str, Pool] = {
+            name: Pool.reuse_or_build(
+                name, config, env, previous.upstreams.get(name) if previous else None
+            )
             for name, config in policy.backends.items()
         }
-        self.routes = {
-            name: Route(name, route.model or name, self.upstreams[route.backend])
-            for name, route in policy.models.items()
-        }
+        self.table: RoutingTable = RoutingTable(
+            policy, self.upstreams, previous.table if previous else None
+        )
+        self.routes: dict[str, Route] = self.table.routes
+        self.experiments = self.table.splits
+        # Health checks start with the event loop (a reload builds its runtime inside it).
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            self.start()
         self.limiter: Limiter | None = _limiter(
             policy.ratelimit, previous.limiter if previous else None
+        )
+        # None when the policy has no guards: then the request path skips them entirely.
+        self.guards: GuardSet | None = (
+            GuardSet(policy.guards, previous.guards if previous else None, self.upstreams)
+            if policy.guards is not None and (policy.guards.input or policy.guards.output)
+            else None
         )
 
     def route(self, model: str) -> Route:
@@ -61,6 +69,11 @@ class Runtime:
             )
         return route
 
+    def start(self) -> None:
+        """Start the backends' health checks (idempotent; needs the event loop)."""
+        for pool in self.upstreams.values():
+            pool.start()
+
     def retired(self, successor: Runtime) -> list[Closable]:
         """Clients of this runtime that `successor` does not use and that can be closed."""
         kept = {id(u) for u in successor.upstreams.values()}
@@ -70,35 +83,24 @@ class Runtime:
                 out.append(self.limiter.store)
         elif self.limiter is not None:
             out.append(self.limiter.store)
+        if self.guards is not None:
+            retired = self.guards.retired(successor.guards)
+            out.extend(g for g in retired if isinstance(g, Closable))
         return out
 
     async def aclose(self) -> None:
+        await self.table.aclose()
         for upstream in self.upstreams.values():
             await upstream.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
+        if self.guards is not None:
+            await self.guards.aclose()
 
 
+@runtime_checkable
 class Closable(Protocol):
     async def aclose(self) -> None: ...
-
-
-AnyUpstream = OpenAIUpstream | BuiltinUpstream
-
-
-def _upstream(
-    name: str, config: Backend, env: Mapping[str, str], old: AnyUpstream | None
-) -> AnyUpstream:
-    """The client for backend `name`, reusing the previous runtime's when nothing changed:
-    an OpenAI upstream keeps its pooled connections, a builtin one its loaded engine."""
-    if isinstance(config, BuiltinBackend):
-        if isinstance(old, BuiltinUpstream) and old.config == config:
-            return old
-        return BuiltinUpstream(name, config)
-    key = env.get(config.api_key_env) if config.api_key_env else None
-    if isinstance(old, OpenAIUpstream) and old.config == config and old.api_key == key:
-        return old
-    return OpenAIUpstream(name, config, env)
 
 
 def _limiter(config: RateLimitConfig | None, previous: Limiter | None) -> Limiter | None:

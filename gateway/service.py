@@ -49,6 +49,7 @@ class Gateway:
         self.tracing: Tracing | None = Tracing.from_config(policy.telemetry)
         # Clients retired by a swap, closed once in-flight requests had time to finish.
         self._retired: dict[asyncio.Task[None], list[Closable]] = {}
+        self._warming: set[asyncio.Task[None]] = set()
 
     @property
     def policy(self) -> Policy:
@@ -65,6 +66,7 @@ class Gateway:
                     "policy reload: changes under '%s' take effect only after a restart", section
                 )
         self.runtime = Runtime(policy, self.env, previous=old)
+        self._warm_guards(self.runtime)
         retired = old.retired(self.runtime)
         if retired:
             task = asyncio.get_running_loop().create_task(
@@ -81,12 +83,28 @@ class Gateway:
     async def start(self) -> None:
         if self.audit is not None:
             await self.audit.start()
+        self.runtime.start()
+        self._warm_guards(self.runtime)
+
+    def _warm_guards(self, runtime: Runtime) -> None:
+        """Load the guards' models in the background; a request that comes first waits for them."""
+        if runtime.guards is not None:
+            task = asyncio.get_running_loop().create_task(runtime.guards.start())
+            self._warming.add(task)
+            task.add_done_callback(self._warmed)
+
+    def _warmed(self, task: asyncio.Task[None]) -> None:
+        self._warming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("guards failed to warm up: %s", task.exception())
 
     async def aclose(self) -> None:
         """Close every client, retired ones still waiting out their drain period included;
         write the audit records still queued and seal the audit segment."""
         if self.audit is not None:
             await self.audit.aclose()
+        for warming in list(self._warming):
+            warming.cancel()
         pending = list(self._retired.items())
         for task, _ in pending:
             task.cancel()

@@ -16,6 +16,7 @@ import httpx
 
 from gateway.asgi import Send
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_body
+from gateway.guards.stream import StreamBlocked
 from gateway.upstream.interface import Reply
 from gateway.usage import StreamUsage
 
@@ -35,9 +36,19 @@ class StreamObserver(Protocol):
     def stream_chunk(self, data: bytes) -> None: ...
 
 
+class StreamTransform(Protocol):
+    """Rewrites whole events on their way out (output guards); may end the stream early by
+    raising StreamBlocked with the last bytes to send."""
+
+    async def events(self, data: bytes) -> bytes: ...
+
+    async def finish(self) -> bytes: ...
+
+
 class StreamOutcome(enum.Enum):
     COMPLETED = "completed"
     UPSTREAM_FAILED = "upstream_failed"
+    BLOCKED = "content_filter"
 
 
 def split_events(data: bytes) -> int:
@@ -63,15 +74,21 @@ async def relay_stream(
     usage: StreamUsage | None = None,
     before_done: Callable[[], Awaitable[None]] | None = None,
     observer: StreamObserver | None = None,
+    transform: StreamTransform | None = None,
 ) -> StreamOutcome:
     """Relay until the upstream ends or fails; a client disconnect arrives as a cancellation.
 
     The upstream's `[DONE]` is held back and sent last, after `before_done` (which settles the
-    request's token usage), so the client's next request already sees the charge.
+    request's token usage), so the client's next request already sees the charge. A
+    `transform` (output guards) rewrites events first and may end the stream as blocked.
     """
+    blocked = False
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        failure = await _pump(reply, send, backend, usage, observer)
+        failure = await _pump(reply, send, backend, usage, observer, transform)
+    except StreamBlocked as stop:
+        failure, blocked = None, True
+        await _send_out(send, stop.tail, usage, observer)
     except Exception:
         # The response has started: the only honest way left to fail is inside the stream.
         log.exception("stream relay from %s failed", backend)
@@ -85,7 +102,18 @@ async def relay_stream(
     if before_done is not None:
         await before_done()
     await send({"type": "http.response.body", "body": DONE_EVENT, "more_body": False})
-    return StreamOutcome.COMPLETED
+    return StreamOutcome.BLOCKED if blocked else StreamOutcome.COMPLETED
+
+
+async def _send_out(
+    send: Send, out: bytes, usage: StreamUsage | None, observer: StreamObserver | None
+) -> None:
+    if usage is not None:
+        out = usage.feed(out)
+    if out:
+        await send({"type": "http.response.body", "body": out, "more_body": True})
+        if observer is not None:
+            observer.stream_chunk(out)
 
 
 async def _pump(
@@ -94,8 +122,11 @@ async def _pump(
     backend: str,
     usage: StreamUsage | None,
     observer: StreamObserver | None,
+    transform: StreamTransform | None = None,
 ) -> GatewayError | None:
-    """Forward whole events up to `[DONE]`; returns why the stream failed, or None."""
+    """Forward whole events up to `[DONE]`; returns why the stream failed, or None.
+
+    StreamBlocked from `transform` propagates: the caller ends the stream."""
     pending = b""
     try:
         async with asyncio.timeout_at(reply.deadline):
@@ -111,12 +142,11 @@ async def _pump(
                 done_at = done_event_at(out) if b"[DONE]" in out else -1
                 if done_at >= 0:
                     out = out[:done_at]
-                if usage is not None:
-                    out = usage.feed(out)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                    if observer is not None:
-                        observer.stream_chunk(out)
+                if transform is not None:
+                    out = await transform.events(out)
+                    if done_at >= 0:
+                        out += await transform.finish()
+                await _send_out(send, out, usage, observer)
                 if done_at >= 0:
                     return None
     except GatewayError as error:  # an in-process backend names its own failure
@@ -128,7 +158,10 @@ async def _pump(
     except httpx.TransportError as exc:
         return UpstreamError(f"Upstream '{backend}' broke the stream: {exc.__cause__ or exc}")
     if pending.lstrip().startswith(b"data: [DONE]"):
-        return None  # some servers omit the blank line after the last event
+        # Some servers omit the blank line after the last event.
+        if transform is not None:
+            await _send_out(send, await transform.finish(), usage, observer)
+        return None
     if pending.strip():
         return UpstreamError(f"Upstream '{backend}' ended the stream in the middle of an event.")
     return UpstreamError(f"Upstream '{backend}' ended the stream without [DONE].")

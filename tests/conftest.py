@@ -17,6 +17,7 @@ KEYS_ENV = {"ALICE_KEY": ALICE_KEY, "BOB_KEY": BOB_KEY}
 
 MODELS = [
     "echo",
+    "chars",
     "hold",
     "die-midstream",
     "no-done",

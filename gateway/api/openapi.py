@@ -53,11 +53,37 @@ def _inference(summary: str, schema: str, streams: bool) -> dict[str, Any]:
     }
 
 
+def _json_post(
+    summary: str, schema: str, errors: tuple[int, ...], ok: str = "200"
+) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+                },
+            },
+            "responses": {ok: {"description": "ok"}, **_error_responses(*errors)},
+        }
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
+    from gateway.feedback import FeedbackRequest
+    from gateway.guards.moderation.endpoint import ModerationRequest
+
+    requests = (
+        ChatCompletionRequest,
+        CompletionRequest,
+        EmbeddingRequest,
+        ModerationRequest,
+        FeedbackRequest,
+    )
     _, defs = models_json_schema(
-        [(m, "validation") for m in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest)],
-        ref_template="#/components/schemas/{model}",
+        [(m, "validation") for m in requests], ref_template="#/components/schemas/{model}"
     )
     schemas = {**defs.get("$defs", {}), "Error": _ERROR}
     return {
@@ -72,6 +98,17 @@ def openapi_document() -> dict[str, Any]:
             "/v1/chat/completions": _inference("Chat completion", "ChatCompletionRequest", True),
             "/v1/completions": _inference("Text completion", "CompletionRequest", True),
             "/v1/embeddings": _inference("Embeddings", "EmbeddingRequest", False),
+            "/v1/moderations": _json_post(
+                "Moderation scores (OpenAI's shape), from the policy's moderation guard",
+                "ModerationRequest",
+                (400, 401, 413, 503),
+            ),
+            "/v1/feedback": _json_post(
+                "A score for an earlier response, recorded in the audit log",
+                "FeedbackRequest",
+                (400, 401, 404, 413, 503),
+                ok="202",
+            ),
             "/v1/models": {
                 "get": {
                     "summary": "Models this key may use",

@@ -30,6 +30,7 @@ PARQUET_MISSING = "parquet export needs pyarrow: pip install 'sluicegate[parquet
 COLUMNS: tuple[tuple[str, Kind], ...] = (
     ("seq", "int"),
     ("ts", "time"),
+    ("kind", "str"),
     ("request_id", "str"),
     ("method", "str"),
     ("path", "str"),
@@ -39,6 +40,7 @@ COLUMNS: tuple[tuple[str, Kind], ...] = (
     ("route.backend", "str"),
     ("route.upstream_model", "str"),
     ("arm", "str"),
+    ("experiment", "str"),
     ("stream", "bool"),
     ("status", "int"),
     ("outcome", "str"),
@@ -50,6 +52,8 @@ COLUMNS: tuple[tuple[str, Kind], ...] = (
     ("usage.total_tokens", "int"),
     ("latency_ms", "float"),
     ("ttft_ms", "float"),
+    ("score", "float"),
+    ("label", "str"),
     ("personal_sha256", "str"),
     ("personal", "json"),
 )

@@ -22,6 +22,7 @@ from gateway.audit.encryption import Keyring, RecordTampered, is_envelope, open_
 from gateway.audit.segment_files import is_seal, open_segment, segment_paths
 
 Match = Callable[[dict[str, Any]], bool]
+FEEDBACK = "feedback"  # the `kind` of a feedback record (gateway/feedback.py)
 Entry = dict[str, Any]
 
 
@@ -42,7 +43,8 @@ def purge(
     keys: Keyring | None = None,
 ) -> Purged:
     """Tombstone the records of `tenant` (the record's field) and/or `user` (`personal.user`;
-    with both, a record must match both).
+    with both, a record must match both). A user's feedback records are found through the
+    (tenant, request_id) of the user's request records, read first from every segment.
 
     The newest segment, while it has no seal, is left alone unless `include_open`: a running
     gateway appends to it, and what it appends during the rewrite would be lost. Encrypted
@@ -52,7 +54,8 @@ def purge(
     if tenant is None and user is None:
         raise ValueError("purge needs a tenant or a user to erase")
     at = rfc3339(now or datetime.now(UTC))
-    match = _matcher(tenant, user)
+    scored = _request_ids(directory, _matcher(tenant, user), keys) if user is not None else None
+    match = _matcher(tenant, user, scored)
     skip = None if include_open else open_segment(directory)
     records = 0
     for path in segment_paths(directory):
@@ -66,16 +69,34 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _matcher(tenant: str | None, user: str | None) -> Match:
+def _matcher(
+    tenant: str | None, user: str | None, scored: set[tuple[Any, Any]] | None = None
+) -> Match:
+    """With `scored`, feedback records match by the (tenant, request_id) they score."""
+
     def match(record: dict[str, Any]) -> bool:
         personal = record.get("personal")
         if not isinstance(personal, dict) or personal.get(PURGED) is True:
             return False  # nothing personal left (already purged: keep the first `at`)
         if tenant is not None and record.get("tenant") != tenant:
             return False
+        if scored is not None and record.get("kind") == FEEDBACK:
+            return (record.get("tenant"), record.get("request_id")) in scored
         return user is None or personal.get("user") == user
 
     return match
+
+
+def _request_ids(directory: Path, match: Match, keys: Keyring | None) -> set[tuple[Any, Any]]:
+    """(tenant, request_id) of every request record `match` selects, the open segment's too."""
+    found: set[tuple[Any, Any]] = set()
+    for path in segment_paths(directory):
+        with path.open("rb") as file:
+            for raw in file:
+                entry = _record(raw, path.name, keys)
+                if entry is not None and entry[0].get("kind") != FEEDBACK and match(entry[0]):
+                    found.add((entry[0].get("tenant"), entry[0].get("request_id")))
+    return found
 
 
 def _record(raw: bytes, segment: str, keys: Keyring | None) -> tuple[Entry, Entry | None] | None:

@@ -30,9 +30,13 @@ class Trail:
         "_response_hash",
         "_response_text",
         "_started",
+        "_text_by_guards",
+        "arm",
         "arrived",
         "client",
         "error",
+        "experiment",
+        "guards",
         "method",
         "model",
         "outcome",
@@ -42,6 +46,7 @@ class Trail:
         "ratelimit",
         "request_id",
         "route",
+        "shadow",
         "status",
         "stream",
         "ttft_s",
@@ -60,7 +65,11 @@ class Trail:
         self.client: str | None = client[0] if client else None
         self.principal: Principal | None = None
         self.model: str | None = None
-        self.route: dict[str, str] | None = None
+        self.route: dict[str, Any] | None = None
+        # Experiment and arm the request was assigned to; a shadow copy still running.
+        self.experiment: str | None = None
+        self.arm: str | None = None
+        self.shadow: Any = None
         self.stream = False
         self.status = 0
         self.outcome = "ok"
@@ -73,6 +82,9 @@ class Trail:
         self._request_hash: str | None = None
         self._response_hash: Any = None
         self._response_text: list[str] | None = None
+        self._text_by_guards = False
+        # Guard decisions ({guard, stage, action, ...}); None until a guard runs.
+        self.guards: list[dict[str, Any]] | None = None
 
     # -- filled in by the pipeline ---------------------------------------------------------
     def request_body(self, body: bytes, user: str | None) -> None:
@@ -86,6 +98,19 @@ class Trail:
             data = orjson.loads(body)
             self.prompt = {k: data[k] for k in _PROMPT_FIELDS if k in data}
             self._response_text = []
+
+    def withhold_prompt(self) -> None:
+        """A guard blocked the request: keep none of its text (it may hold what was blocked)."""
+        self.prompt = None
+        self._request_hash = None
+
+    def text_from_guards(self) -> None:
+        """Output guards report the streamed text (before pseudonyms are restored)."""
+        self._text_by_guards = True
+
+    def response_text(self, text: str) -> None:
+        if self._response_text is not None:
+            self._response_text.append(text)
 
     def failed(self, error: GatewayError, outcome: str = "error") -> None:
         self.status = error.status_code
@@ -110,7 +135,7 @@ class Trail:
             self.ttft_s = time.perf_counter() - self._started
         if self._response_hash is not None:
             self._response_hash.update(data)
-        if self._response_text is not None:
+        if self._response_text is not None and not self._text_by_guards:
             for event in data.split(b"\n\n"):
                 if event.startswith(b"data: {"):
                     for choice in _json(event[6:]).get("choices", []):
@@ -138,16 +163,18 @@ class Trail:
             "key_id": principal.key_id if principal else None,
             "model": self.model,
             "route": self.route,
-            "arm": None,
+            "experiment": self.experiment,
+            "arm": self.arm,
             "stream": self.stream,
             "status": self.status,
             "outcome": self.outcome,
             "error": self.error,
-            "guards": [],
+            "guards": self.guards or [],
             "ratelimit": self.ratelimit,
             "usage": self.usage,
             "latency_ms": round((time.perf_counter() - self._started) * 1000, 3),
             "ttft_ms": round(self.ttft_s * 1000, 3) if self.ttft_s is not None else None,
+            "shadow": None,
             "personal_sha256": personal_sha256,
             "personal": personal,
         }

@@ -13,7 +13,20 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config.audit import AuditConfig
 from gateway.config.base import StrictModel
+from gateway.config.guards import GuardsConfig
 from gateway.config.ratelimit import RateLimitConfig
+from gateway.config.routing import (
+    Balance,
+    CircuitBreaker,
+    Experiment,
+    FallbackTarget,
+    HealthCheck,
+    Replica,
+    RetryBudget,
+    RouteTarget,
+    ShadowConfig,
+    http_url,
+)
 from gateway.config.telemetry import TelemetryConfig
 
 
@@ -39,6 +52,8 @@ class ApiKey(StrictModel):
     key_env: str | None = Field(None, description="environment variable holding the key")
     sha256: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    # May change experiment weights at run time (/admin/experiments/...).
+    admin: bool = False
 
     @field_validator("sha256")
     @classmethod
@@ -105,23 +120,48 @@ class Retries(StrictModel):
     attempts: int = Field(3, ge=1, le=10)
     backoff_initial_s: float = Field(0.1, ge=0)
     backoff_max_s: float = Field(2.0, ge=0)
+    # Caps retries so a failing upstream is not hammered; null: no cap beyond `attempts`.
+    budget: RetryBudget | None = Field(default_factory=RetryBudget)
 
 
 class OpenAIBackend(StrictModel):
     kind: Literal["openai"]
-    base_url: str
+    # One server (base_url), or several interchangeable ones (replicas).
+    base_url: str | None
+    replicas: list[Replica] | None = Field(None, min_length=1, max_length=256)
+    balance: Balance = "least_outstanding"
+    health_check: HealthCheck | None = None
+    circuit_breaker: CircuitBreaker | None = None
     api_key_env: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: Retries = Field(default_factory=Retries)
     max_connections: int = Field(256, ge=1, le=65536)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas_instead(cls, value: Any) -> Any:
+        # base_url is required unless replicas are given (then it is "missing" by name).
+        if isinstance(value, dict) and "replicas" in value and "base_url" not in value:
+            return {**value, "base_url": None}
+        return value
+
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return value.rstrip("/")
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> OpenAIBackend:
+        if self.base_url is not None and self.replicas is not None:
+            raise LocatedError(("replicas",), "give base_url or replicas, not both")
+        return self
+
+    def replica_list(self) -> list[Replica]:
+        if self.replicas is not None:
+            return self.replicas
+        assert self.base_url is not None
+        return [Replica(base_url=self.base_url)]
 
 
 class BuiltinTimeouts(StrictModel):
@@ -142,21 +182,56 @@ class BuiltinBackend(StrictModel):
     enable_prefix_caching: bool | None = None
     device: str | None = Field(None, pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
     dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    # int8: weight-only int8 linear layers; int8 KV cache (about twice the tokens per GB).
+    weights: Literal["auto", "int8"] | None = None
+    kv_cache: Literal["auto", "int8"] | None = None
     num_threads: int | None = Field(None, ge=1)
     timeouts: BuiltinTimeouts = Field(default_factory=BuiltinTimeouts)
+    circuit_breaker: CircuitBreaker | None = None
 
     def engine_options(self) -> dict[str, Any]:
         """The EngineConfig keyword arguments this backend sets."""
-        return self.model_dump(exclude={"kind", "timeouts"}, exclude_none=True)
+        options = self.model_dump(
+            exclude={"kind", "timeouts", "circuit_breaker"}, exclude_none=True
+        )
+        if "kv_cache" in options:
+            options["kv_cache_dtype"] = options.pop("kv_cache")
+        return options
 
 
 Backend = Annotated[OpenAIBackend | BuiltinBackend, Field(discriminator="kind")]
 
 
 class ModelRoute(StrictModel):
-    backend: str
+    # One target (backend, model), or weighted targets (routes).
+    backend: str | None = None
     # Name sent upstream; defaults to the public name.
     model: str | None = None
+    routes: list[RouteTarget] | None = Field(None, min_length=1, max_length=64)
+    # Tried in order when the chosen target fails (connection errors, timeouts, 5xx).
+    fallback: list[FallbackTarget] = Field(default_factory=list, max_length=16)
+    shadow: ShadowConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelRoute:
+        if self.routes is None:
+            if self.backend is None:
+                raise ValueError("needs backend (one target) or routes (weighted targets)")
+            return self
+        if self.backend is not None:
+            raise LocatedError(("routes",), "give backend or routes, not both")
+        if self.model is not None:
+            raise LocatedError(("model",), "with routes, give each route its own model")
+        if sum(route.weight for route in self.routes) <= 0:
+            raise LocatedError(("routes",), "at least one route needs a weight above 0")
+        return self
+
+    def targets(self) -> list[RouteTarget]:
+        """The weighted targets, the one-backend form included."""
+        if self.routes is not None:
+            return self.routes
+        assert self.backend is not None
+        return [RouteTarget(backend=self.backend, model=self.model)]
 
 
 class Policy(StrictModel):
@@ -167,20 +242,25 @@ class Policy(StrictModel):
     ratelimit: RateLimitConfig | None = None
     audit: AuditConfig | None = None
     telemetry: TelemetryConfig | None = None
+    guards: GuardsConfig | None = None
+    experiments: dict[str, Experiment] = Field(default_factory=dict)
 
 
 def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, message) for every reference to something the policy does not declare."""
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for name, route in policy.models.items():
-        if route.backend not in policy.backends:
-            known = ", ".join(sorted(policy.backends))
-            problems.append(
-                (
-                    ("models", name, "backend"),
-                    f"unknown backend {route.backend!r} (declared: {known})",
-                )
-            )
+    problems = _routing_references(policy)
+    if policy.guards is not None:
+        for stage in ("input", "output"):
+            for index, entry in enumerate(getattr(policy.guards, stage)):
+                judge = getattr(entry, "judge", None)
+                if judge is not None and judge.backend not in policy.backends:
+                    known = ", ".join(sorted(policy.backends))
+                    problems.append(
+                        (
+                            ("guards", stage, index, "judge", "backend"),
+                            f"unknown backend {judge.backend!r} (declared: {known})",
+                        )
+                    )
     for index, key in enumerate(policy.auth.keys):
         for model in key.models:
             if model != "*" and model not in policy.models:
@@ -202,6 +282,42 @@ def dangling_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str
                     problems.append(
                         (("ratelimit", "overrides", scope, name), f"unknown {scope} {name!r}")
                     )
+    return problems
+
+
+def _routing_references(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
+    """Backends and models named by routes, fallbacks, shadows and experiments."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    known = ", ".join(sorted(policy.backends))
+
+    def backend(path: tuple[str | int, ...], name: str) -> None:
+        if name not in policy.backends:
+            problems.append((path, f"unknown backend {name!r} (declared: {known})"))
+
+    for name, route in policy.models.items():
+        if route.routes is None:
+            backend(("models", name, "backend"), route.backend or "")
+        for index, target in enumerate(route.routes or []):
+            backend(("models", name, "routes", index, "backend"), target.backend)
+        for index, fallback in enumerate(route.fallback):
+            backend(("models", name, "fallback", index, "backend"), fallback.backend)
+        if route.shadow is not None:
+            backend(("models", name, "shadow", "backend"), route.shadow.backend)
+    split: dict[str, str] = {}
+    for name, experiment in policy.experiments.items():
+        if experiment.model not in policy.models:
+            problems.append((("experiments", name, "model"), f"unknown model {experiment.model!r}"))
+        elif experiment.model in split:
+            problems.append(
+                (
+                    ("experiments", name, "model"),
+                    f"model {experiment.model!r} is already split by experiment "
+                    f"{split[experiment.model]!r}; one experiment per model",
+                )
+            )
+        split.setdefault(experiment.model, name)
+        for arm_name, arm in experiment.arms.items():
+            backend(("experiments", name, "arms", arm_name, "backend"), arm.backend)
     return problems
 
 

@@ -2,7 +2,7 @@
 an HTTP pool (`kind: openai`) or the engine in-process (`kind: builtin`)."""
 
 from gateway.upstream.builtin import BuiltinReply, BuiltinUpstream
-from gateway.upstream.interface import Reply, Upstream
+from gateway.upstream.interface import Reply, Retryable, Upstream
 from gateway.upstream.openai import OpenAIUpstream, UpstreamReply
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "BuiltinUpstream",
     "OpenAIUpstream",
     "Reply",
+    "Retryable",
     "Upstream",
     "UpstreamReply",
 ]

@@ -115,10 +115,16 @@ class BuiltinUpstream:
     # ---- requests ----------------------------------------------------------------------------
 
     async def open(
-        self, path: str, body: bytes, request_id: str, traceparent: str | None = None
+        self,
+        path: str,
+        body: bytes,
+        request_id: str,
+        traceparent: str | None = None,
+        deadline: float | None = None,
     ) -> BuiltinReply:
         """Run the request; returns with the whole answer, or a stream's first events."""
-        deadline = asyncio.get_running_loop().time() + self.config.timeouts.total_s
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.config.timeouts.total_s
         kind = _KINDS.get(path)
         if kind is None:
             raise InvalidRequest(

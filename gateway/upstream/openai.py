@@ -1,7 +1,8 @@
-"""An OpenAI-compatible upstream reached over HTTP: pooled connections, timeouts, retries.
+"""An OpenAI-compatible server reached over HTTP: pooled connections, timeouts, one attempt.
 
 Requests are httpx `Request`s handed straight to the aiohttp transport (URLs parsed once per
-upstream); bench/README.md has the measurements behind that choice.
+upstream); bench/README.md has the measurements behind that choice. Retries are the router's
+(gateway.routing.router): a failure worth retrying is raised as `Retryable`.
 """
 
 from __future__ import annotations
@@ -13,23 +14,11 @@ from dataclasses import dataclass
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from gateway.config.schema import OpenAIBackend
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.upstream.interface import Retryable
 from gateway.upstream.status import RETRYABLE_STATUSES, error_for_status
-
-
-class _Retryable(Exception):
-    """Raised inside an attempt that may be tried again; carries the error to give up with."""
-
-    def __init__(self, error: GatewayError) -> None:
-        self.error = error
 
 
 @dataclass(slots=True)
@@ -38,6 +27,7 @@ class UpstreamReply:
 
     response: httpx.Response
     deadline: float
+    backend: str
 
     @property
     def content_type(self) -> str:
@@ -54,9 +44,20 @@ class UpstreamReply:
 
 
 class OpenAIUpstream:
-    def __init__(self, name: str, config: OpenAIBackend, env: Mapping[str, str]) -> None:
+    """One server of a `kind: openai` backend (its `base_url`, or one of its replicas)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: OpenAIBackend,
+        env: Mapping[str, str],
+        base_url: str | None = None,
+    ) -> None:
         self.name = name
         self.config = config
+        url = base_url or config.base_url
+        assert url is not None, "a replica needs a base_url"
+        self.base_url = url
         self._urls: dict[str, httpx.URL] = {}
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         headers.update({k.lower(): v for k, v in config.headers.items()})
@@ -74,55 +75,33 @@ class OpenAIUpstream:
         self._transport = AiohttpTransport(
             limits=httpx.Limits(max_connections=config.max_connections, keepalive_expiry=60.0)
         )
-        self._wait = wait_random_exponential(
-            multiplier=config.retries.backoff_initial_s, max=config.retries.backoff_max_s
-        )
 
     def url(self, path: str) -> httpx.URL:
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = httpx.URL(self.config.base_url + path)
+            url = self._urls[path] = httpx.URL(self.base_url + path)
         return url
 
     async def open(
-        self, path: str, body: bytes, request_id: str, traceparent: str | None = None
+        self,
+        path: str,
+        body: bytes,
+        request_id: str,
+        traceparent: str | None = None,
+        deadline: float | None = None,
     ) -> UpstreamReply:
-        """POST `body`; returns once a 2xx status and headers arrived, else raises GatewayError."""
-        deadline = asyncio.get_running_loop().time() + self.config.timeouts.total_s
+        """POST `body`; returns once a 2xx status and headers arrived, else raises."""
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.config.timeouts.total_s
         try:
             async with asyncio.timeout_at(deadline):
-                try:
-                    response = await self._attempt(path, body, request_id, traceparent)
-                except _Retryable as failure:
-                    if self.config.retries.attempts == 1:
-                        raise failure.error from None
-                    response = await self._retry(path, body, request_id, traceparent)
+                response = await self._attempt(path, body, request_id, traceparent)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"Upstream '{self.name}' did not answer within "
                 f"{self.config.timeouts.total_s:g} s (backends.{self.name}.timeouts.total_s)."
             ) from None
-        return UpstreamReply(response, deadline)
-
-    async def _retry(
-        self, path: str, body: bytes, request_id: str, traceparent: str | None
-    ) -> httpx.Response:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.retries.attempts - 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    # The first attempt failed outside this loop: back off before this one too.
-                    if attempt.retry_state.attempt_number == 1:
-                        await asyncio.sleep(self._wait(attempt.retry_state))
-                    return await self._attempt(path, body, request_id, traceparent)
-        except _Retryable as failure:
-            raise failure.error from None
-        raise AssertionError("unreachable: tenacity either returns or reraises")
+        return UpstreamReply(response, deadline, self.name)
 
     async def _attempt(
         self, path: str, body: bytes, request_id: str, traceparent: str | None
@@ -150,25 +129,25 @@ class OpenAIUpstream:
             self.name, response.status_code, error_body, response.headers.get("retry-after")
         )
         if response.status_code in RETRYABLE_STATUSES:
-            raise _Retryable(error)
+            raise Retryable(error)
         raise error
 
     def _transport_error(self, exc: httpx.TransportError) -> Exception:
         cause = exc.__cause__
-        where = f"Upstream '{self.name}' ({self.config.base_url})"
+        where = f"Upstream '{self.name}' ({self.base_url})"
         if isinstance(cause, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
-            return _Retryable(
+            return Retryable(
                 UpstreamUnavailable(f"{where} refused the connection or is unreachable.")
             )
         if isinstance(cause, aiohttp.ServerDisconnectedError):
-            return _Retryable(UpstreamError(f"{where} closed the connection before answering."))
+            return Retryable(UpstreamError(f"{where} closed the connection before answering."))
         if isinstance(cause, aiohttp.SocketTimeoutError) or isinstance(exc, httpx.ReadTimeout):
             return UpstreamTimeout(
                 f"{where} sent nothing for {self.config.timeouts.read_s:g} s "
                 f"(backends.{self.name}.timeouts.read_s)."
             )
         if isinstance(exc, httpx.ConnectTimeout):
-            return _Retryable(
+            return Retryable(
                 UpstreamTimeout(
                     f"{where} did not accept a connection within "
                     f"{self.config.timeouts.connect_s:g} s."
@@ -176,23 +155,32 @@ class OpenAIUpstream:
             )
         return UpstreamError(f"{where} failed: {type(cause or exc).__name__}: {cause or exc}")
 
-    async def probe(self, timeout_s: float = 2.0) -> str | None:
-        """None when the upstream answers `GET /models` with anything below 500, else why not."""
+    async def get(self, url: httpx.URL, timeout_s: float) -> tuple[int, bytes]:
+        """GET `url` with this upstream's headers (health checks); raises on transport errors
+        and TimeoutError."""
         request = httpx.Request(
             "GET",
-            self.url("/models"),
+            url,
             headers=self._headers,
             extensions={"timeout": {"connect": timeout_s, "read": timeout_s, "pool": timeout_s}},
         )
-        try:
-            async with asyncio.timeout(timeout_s):
-                response = await self._transport.handle_async_request(request)
-                await response.aread()
+        async with asyncio.timeout(timeout_s):
+            response = await self._transport.handle_async_request(request)
+            try:
+                return response.status_code, await response.aread()
+            finally:
                 await response.aclose()
-        except (httpx.TransportError, TimeoutError) as exc:
+
+    async def probe(self, timeout_s: float = 2.0, path: str = "/models") -> str | None:
+        """None when the upstream answers `GET <path>` with anything below 500, else why not."""
+        try:
+            status, _ = await self.get(self.url(path), timeout_s)
+        except TimeoutError:
+            return f"no answer within {timeout_s:g} s"
+        except httpx.TransportError as exc:
             return f"unreachable: {type(exc.__cause__ or exc).__name__}"
-        if response.status_code >= 500:
-            return f"HTTP {response.status_code}"
+        if status >= 500:
+            return f"HTTP {status}"
         return None
 
     async def aclose(self) -> None:

@@ -97,7 +97,12 @@ def test_every_request_gets_exactly_one_record(
 
     first, streamed, unauthenticated = (by_id[s[0]] for s in sent[:3])
     assert (first["tenant"], first["key_id"], first["model"]) == ("acme", "alice", "gpt-echo")
-    assert first["route"] == {"backend": "mock", "upstream_model": "echo"}
+    assert first["route"] == {
+        "backend": "mock",
+        "upstream_model": "echo",
+        "replica": upstream.base_url,
+        "attempts": 1,
+    }
     assert first["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
     assert first["personal"]["user"] == "u-1" and first["personal"]["content"] is None
     assert first["ttft_ms"] is None and first["latency_ms"] > 0

@@ -348,4 +348,4 @@ def test_shipped_policies_are_valid(path: Path) -> None:
     policy = parse_policy(text, path.name, _env_for(text))
     assert policy.models and policy.backends
     for route in policy.models.values():
-        assert route.backend in policy.backends
+        assert all(target.backend in policy.backends for target in route.targets())

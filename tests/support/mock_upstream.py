@@ -1,6 +1,7 @@
 """A scriptable OpenAI-compatible upstream: a real HTTP server on loopback for the tests.
 
-The upstream model name picks the behaviour (`echo`, `hold`, `die-midstream`, `error-500`...),
+The upstream model name picks the behaviour (`echo`, `chars` (streams one character per event),
+`hold`, `die-midstream`, `error-500`...),
 and the server records what it saw so tests can assert on it.
 """
 
@@ -186,8 +187,12 @@ class MockUpstream:
     async def _stream(self, model: str, behaviour: str, text: str, payload: dict[str, Any]):
         yield chunk(model, {"role": "assistant", "content": ""})
         words = text.split(" ")
-        for i, word in enumerate(words):
-            yield chunk(model, {"content": word if i == 0 else " " + word})
+        if behaviour == "chars":  # one character per event: every possible cut
+            for char in text:
+                yield chunk(model, {"content": char})
+        else:
+            for i, word in enumerate(words):
+                yield chunk(model, {"content": word if i == 0 else " " + word})
         if behaviour == "die-midstream":
             # Half an event, then the connection goes away.
             yield b'data: {"id": "chatcmpl-mock", "choi'
