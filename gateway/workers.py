@@ -1,8 +1,9 @@
 """`sluice serve --workers N`: N gateway processes on one socket under uvicorn's supervisor.
 
 The parent validates the policy, refuses what several processes cannot share, makes a fresh
-folder for the metric files and passes everything through the environment; each worker then
-builds its own gateway from the policy file (`worker_app`, uvicorn's factory).
+folder for the metric files and passes everything through the environment, each worker's
+index too; each worker then builds its own gateway from the policy file (`worker_app`,
+uvicorn's factory) and writes its audit chain in its index's subfolder of audit.dir.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, NoReturn
 from prometheus_client.multiprocess import mark_process_dead
 from starlette.routing import Router
 from uvicorn.config import STARTUP_FAILURE, Config
-from uvicorn.supervisors.multiprocess import Multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from gateway.config.loader import PolicyError, load_policy
 from gateway.config.schema import BuiltinBackend, Policy, unauthenticated_exposure
@@ -33,6 +34,8 @@ log = logging.getLogger("sluicegate")
 ENV_POLICY = "SLUICE_WORKER_POLICY"
 ENV_HOST = "SLUICE_WORKER_HOST"
 ENV_LOG_LEVEL = "SLUICE_LOG_LEVEL"
+# Which worker this is: its place among the workers, kept by the worker that replaces it.
+ENV_WORKER_INDEX = "SLUICE_WORKER_INDEX"
 # prometheus_client picks its multiprocess mode from this when it is first imported.
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -53,12 +56,6 @@ def worker_conflicts(policy: Policy) -> list[str]:
         problems.append(
             "ratelimit.store: memory keeps its counters in one process, so every worker would "
             "admit the full limits; use store: redis"
-        )
-    if policy.audit is not None:
-        problems.append(
-            f"audit: every worker would continue the same hash chain in {policy.audit.dir} and "
-            "break it; run one `sluice serve` per core (each with its own audit.dir) behind a "
-            "balancer instead"
         )
     return problems
 
@@ -84,7 +81,7 @@ def serve_workers(
         # Always a fresh folder, never one given from outside: old files would be counted.
         ENV_METRICS_DIR: metrics_dir,
     }
-    saved = {name: os.environ.get(name) for name in environment}
+    saved = {name: os.environ.get(name) for name in (*environment, ENV_WORKER_INDEX)}
     os.environ.update(environment)  # spawned workers start with a copy of it
     supervisor = Supervisor(config, [listener], metrics_dir)
     try:
@@ -102,9 +99,11 @@ def serve_workers(
 
 class Supervisor(Multiprocess):
     """uvicorn's supervisor (restarts dead workers, SIGTTIN/SIGTTOU add or remove one) with
-    two changes: SIGHUP goes on to every worker, which reloads its policy in place as a single
-    process does (uvicorn would restart them all), and the live-gauge files of a worker that
-    died are removed so that its values stop counting."""
+    three changes: SIGHUP goes on to every worker, which reloads its policy in place as a single
+    process does (uvicorn would restart them all); the live-gauge files of a worker that died
+    are removed so that its values stop counting; and each worker is started with its index,
+    its place in `processes`, so the worker that replaces a dead one continues its audit chain.
+    """
 
     def __init__(self, config: Config, sockets: list[socket.socket], metrics_dir: str) -> None:
         super().__init__(config, sockets)
@@ -117,13 +116,43 @@ class Supervisor(Multiprocess):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGHUP)
 
+    def init_processes(self) -> None:
+        for index in range(self.processes_num):
+            self.processes.append(self._start(index))
+
     def keep_subprocess_alive(self) -> None:
-        before = self._pids()
-        super().keep_subprocess_alive()
-        self._bury(before)
-        # uvicorn stops everything when a worker cannot start: the policy or the app is broken.
-        if any(p.exitcode == STARTUP_FAILURE for p in self.processes):
-            self.startup_failed = True
+        """uvicorn's, but the replacement gets the dead worker's index."""
+        if self.should_exit.is_set():
+            return
+        for index, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung, or dead already
+            process.join()  # gone, its audit folder's lock with it
+            if process.pid is not None:
+                mark_process_dead(process.pid, self.metrics_dir)
+            if process.exitcode == STARTUP_FAILURE:
+                # It could not use the policy (or its audit folder): a replacement would fail
+                # the same way, so everything stops.
+                log.error("worker %d failed to start; stopping every worker", process.pid)
+                self.startup_failed = True
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            log.warning("worker %d (index %d) died; starting another", process.pid, index)
+            self.processes[index] = self._start(index)
+
+    def handle_ttin(self) -> None:
+        self.processes_num += 1
+        self.processes.append(self._start(len(self.processes)))
+
+    def _start(self, index: int) -> Process:
+        process = Process(self.config, self.sockets)
+        # A spawned worker starts with a copy of this process's environment as it is now.
+        os.environ[ENV_WORKER_INDEX] = str(index)
+        process.start()
+        return process
 
     def handle_ttou(self) -> None:
         before = self._pids()
@@ -164,6 +193,9 @@ def worker_app() -> Router:
     app = create_app(policy, policy_path=path, bind_host=host)
     assert isinstance(app, Router)
     gateway: Gateway = app.state  # type: ignore[attr-defined]
+    if gateway.audit is not None:
+        # Its own chain, in audit.dir/w<index>: the lock there refuses a second writer.
+        gateway.audit.write_as_worker(int(os.environ[ENV_WORKER_INDEX]))
     shared = SharedMetrics(os.environ[ENV_METRICS_DIR], gateway.metrics.registry.live)
     gateway.metrics.shared = shared
     serve = app.lifespan_context

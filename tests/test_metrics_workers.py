@@ -1,5 +1,6 @@
 """`sluice serve --workers 2`: /metrics adds up every worker's counts whichever worker answers,
-SIGHUP reloads each worker's policy, and what several processes cannot share is refused."""
+SIGHUP reloads each worker's policy, each worker writes its own audit chain, and what several
+processes cannot share is refused."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from gateway.audit.chains import read_log
 from gateway.cli import main
 from gateway.worker_metrics import SharedMetrics
 from tests.conftest import KEYS_ENV, policy_yaml
@@ -342,8 +344,59 @@ def test_what_workers_cannot_share_is_refused_at_start(
     assert "backends engine: a `kind: builtin` engine" in stderr
     assert "sluice backend serve" in stderr
     assert "ratelimit.store: memory" in stderr
-    assert "audit: every worker" in stderr
+    assert "audit" not in stderr  # each worker writes its own chain
     assert not (tmp_path / "audit").exists()
+
+
+def audit_records(directory: Path) -> int:
+    return sum(1 for _ in read_log(directory)) if directory.is_dir() else 0
+
+
+def test_each_worker_writes_its_own_audit_chain_and_its_replacement_continues_it(
+    mock: MockUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    audit = tmp_path / "audit"
+    config = tmp_path / "policy.yaml"
+    config.write_text(policy_yaml(mock.base_url) + f"audit: {{dir: '{audit}'}}\n")
+    key = {"SLUICE_AUDIT_HMAC_KEY": "workers-audit-key"}
+    gateway = Workers(config, tmp_path, key)
+    sent = 0
+    try:
+        gateway.wait_all_serving()
+        # Until both workers have records (each request is a new connection: either may get it).
+        while sent < 40 and not (sent >= 6 and all(audit_records(audit / w) for w in ("w0", "w1"))):
+            assert chat(gateway.url, "gpt-echo", stream=sent % 3 == 0) == 200
+            sent += 1
+        wait_until(lambda: audit_records(audit) == sent, "every request's record is written")
+        assert all(audit_records(audit / w) for w in ("w0", "w1")), "one worker served all"
+
+        # A crash: its open segment stays unsealed until a worker with its index starts.
+        victim = next(iter(gateway.live_pids()))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(gateway.live_pids()) == WORKERS and victim not in gateway.live_pids(),
+            "the supervisor replaced the killed worker",
+            timeout=30,
+        )
+        wait_until(lambda: "left open by an unclean stop" in gateway.stderr, "its chain recovered")
+        for _ in range(6):
+            assert chat(gateway.url, "gpt-echo") == 200
+            sent += 1
+    finally:
+        assert gateway.stop() == 0, gateway.stderr
+
+    # The replacement took the dead worker's folder: no third chain.
+    assert sorted(path.name for path in audit.iterdir()) == ["w0", "w1"]
+    monkeypatch.setenv("SLUICE_AUDIT_HMAC_KEY", key["SLUICE_AUDIT_HMAC_KEY"])
+    assert main(["audit", "verify", "--dir", str(audit)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"OK: 2 chains, {sent} records verified\n"), out
+    assert out.count("HMAC checked") == 2 and "open segment" not in out  # all sealed
+    ids = [line.value["request_id"] for line in read_log(audit)]
+    assert len(ids) == len(set(ids)) == sent
 
 
 def test_workers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:

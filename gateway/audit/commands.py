@@ -10,10 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+from gateway.audit.chains import ROOT, ChainDir
 from gateway.audit.consume_command import add_consume_command
 from gateway.audit.encryption import KeyProblem
 from gateway.audit.key_options import add_enc_key_option, keyring_from_args
-from gateway.audit.verify import Report, verify_log
+from gateway.audit.verify import Report, verify_chains
 
 DEFAULT_DIR = Path("audit")
 DEFAULT_KEY_ENV = "SLUICE_AUDIT_HMAC_KEY"
@@ -28,8 +29,9 @@ def add_audit_commands(
     verify = commands.add_parser(
         "verify",
         help="check the audit log's chain and seals",
-        description="Check every segment's records, chain and seals; exit 0 when the log "
-        "verifies, 1 when tampering or damage is found, 2 on usage errors.",
+        description="Check every segment's records, chain and seals (each worker's chain on "
+        "its own, for `sluice serve --workers N`); exit 0 when the log verifies, 1 when "
+        "tampering or damage is found, 2 on usage errors.",
     )
     verify.add_argument(
         "--dir",
@@ -58,13 +60,16 @@ def run_verify(args: argparse.Namespace) -> int:
         return _usage(f"--key-env {key_env}: that environment variable is not set or empty")
     try:
         keys = keyring_from_args(args)
-        report = verify_log(directory, os.fsencode(key) if key else None, keys)
+        reports = verify_chains(directory, os.fsencode(key) if key else None, keys)
     except (ValueError, KeyProblem) as exc:
         return _usage(str(exc))
     except OSError as exc:
         return _usage(f"cannot read the audit log: {exc}")
-    print(summary(report))
-    return 0 if report.ok else 1
+    if len(reports) == 1 and reports[0][0].name == ROOT:
+        print(summary(reports[0][1]))  # one process's log: as before workers existed
+    else:
+        print(chains_summary(reports))
+    return 0 if all(report.ok for _, report in reports) else 1
 
 
 def summary(report: Report) -> str:
@@ -87,6 +92,21 @@ def summary(report: Report) -> str:
     if report.open_segment is not None:
         lines.append(f"open segment (not sealed yet): {report.open_segment}")
     lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def chains_summary(reports: list[tuple[ChainDir, Report]]) -> str:
+    """The verdict over all chains, then each chain's summary under its folder's name."""
+    bad = [chain.name for chain, report in reports if not report.ok]
+    if bad:
+        lines = [f"TAMPERED: {len(bad)} of {_count(len(reports), 'chain')} ({', '.join(bad)})"]
+    else:
+        records = sum(report.records for _, report in reports)
+        lines = [f"OK: {_count(len(reports), 'chain')}, {_count(records, 'record')} verified"]
+    for chain, report in reports:
+        first, *rest = summary(report).splitlines()
+        lines.append(f"{chain.name}: {first}")
+        lines.extend(f"  {line}" for line in rest)
     return "\n".join(lines)
 
 

@@ -7,22 +7,21 @@ restart after a crash between the two writes skips the entries the log already h
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import redis
 
 from gateway.audit.encryption import Keyring, RecordTampered, open_stream_entry
+from gateway.audit.folder_lock import FolderBusy
 from gateway.audit.segment_log import SegmentLog
 from gateway.audit.stream_sink import FIELD
 
 CHECKPOINT_NAME = ".consume-checkpoint.json"
-LOCK_NAME = ".consume.lock"
 START_ID = "0-0"
 
 
@@ -85,19 +84,14 @@ class StreamConsumer:
         self.written = 0
         self._last_id = START_ID
         self._skip = 0
-        self._lock: IO[bytes] | None = None
 
     def start(self) -> None:
-        """Take the directory, recover the log, and find where in the stream to go on."""
-        self.files.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.files.dir / LOCK_NAME, "wb")
+        """Take the directory (the log's own lock: one consumer, and no gateway, writes it),
+        recover the log, and find where in the stream to go on."""
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            self._lock = None
-            raise ConsumeError(f"another consumer is writing {self.files.dir}") from None
-        self.files.start()
+            self.files.start()
+        except FolderBusy as exc:
+            raise ConsumeError(str(exc)) from None
         checkpoint = read_checkpoint(self.checkpoint_path)
         if checkpoint is None:
             if self.files.last_seq:
@@ -163,9 +157,6 @@ class StreamConsumer:
     def close(self) -> None:
         """Seal the open segment and let the directory go."""
         self.files.close()
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
 
 
 def _entries(reply: Any) -> list[tuple[Any, dict[Any, Any]]]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.audit.chains import read_log
 from gateway.audit.encryption import KeyProblem
 from gateway.audit.export import (
     FORMATS,
@@ -25,7 +26,7 @@ from gateway.audit.export import (
 )
 from gateway.audit.key_options import add_enc_key_option, keyring_from_args
 from gateway.audit.purge import purge
-from gateway.audit.segment_files import AuditFileError, Line, read_records
+from gateway.audit.segment_files import AuditFileError, Line
 
 DEFAULT_DIR = "./audit"
 PROGRESS_EVERY = 100_000
@@ -84,7 +85,7 @@ def run_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail("export", f"{exc}", 2)
     try:
-        count = export(select(_progress(read_records(directory, keys)), where), args.format, out)
+        count = export(select(_progress(read_log(directory, keys)), where), args.format, out)
     except KeyProblem as exc:
         return _fail("export", f"{exc}", 2)
     except (ExportError, AuditFileError) as exc:
@@ -145,9 +146,10 @@ def run_purge(args: argparse.Namespace) -> int:
         return _fail("purge", f"{exc}", 2)
     who = f"tenant {args.tenant}" if args.tenant is not None else f"user {args.user}"
     print(f"sluice audit purge: {_records(done.records)} of {who} purged")
-    if done.skipped_open is not None:
+    for skipped in done.skipped:
+        name = skipped.name if skipped.parent == directory else skipped.relative_to(directory)
         print(
-            f"sluice audit purge: skipped the open segment {done.skipped_open.name} (a running "
+            f"sluice audit purge: skipped the open segment {name} (a running "
             "gateway may be writing it); purge again once it is sealed, or with --include-open "
             "while the gateway is stopped"
         )

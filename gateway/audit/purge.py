@@ -1,7 +1,8 @@
 """Erasure: replacing the `personal` part of a tenant's or a user's records with a tombstone.
 
 The chain covers every field but `personal` (which `personal_sha256` commits to), so a purged
-log still verifies. Each affected segment is rewritten beside itself and swapped in atomically.
+log still verifies. Each affected segment is rewritten beside itself and swapped in atomically;
+a directory with several chains (one per worker) is purged chain by chain.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import IO, Any
 import orjson
 
 from gateway.audit.chain import PURGED, tombstone
+from gateway.audit.chains import chain_dirs
 from gateway.audit.encryption import Keyring, RecordTampered, is_envelope, open_record, record_aad
 from gateway.audit.segment_files import is_seal, open_segment, segment_paths
 
@@ -28,10 +30,16 @@ Entry = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Purged:
-    """What a purge did: records tombstoned, and the open segment it left alone, if any."""
+    """What a purge did: records tombstoned, and the open segments it left alone (at most
+    one per chain)."""
 
     records: int
-    skipped_open: Path | None
+    skipped: tuple[Path, ...] = ()
+
+    @property
+    def skipped_open(self) -> Path | None:
+        """The first open segment left alone, if any (the only one, for one chain)."""
+        return self.skipped[0] if self.skipped else None
 
 
 def purge(
@@ -43,25 +51,32 @@ def purge(
     keys: Keyring | None = None,
 ) -> Purged:
     """Tombstone the records of `tenant` (the record's field) and/or `user` (`personal.user`;
-    with both, a record must match both). A user's feedback records are found through the
-    (tenant, request_id) of the user's request records, read first from every segment.
+    with both, a record must match both) in every chain of `directory`. A user's feedback
+    records are found through the (tenant, request_id) of the user's request records, read
+    first from every segment of every chain (feedback may reach another worker than the
+    request it scores).
 
-    The newest segment, while it has no seal, is left alone unless `include_open`: a running
-    gateway appends to it, and what it appends during the rewrite would be lost. Encrypted
-    records are decrypted with `keys` (KeyProblem without the right one) and re-encrypted
-    under the key they had, with a fresh nonce.
+    Each chain's newest segment, while it has no seal, is left alone unless `include_open`: a
+    running gateway appends to it, and what it appends during the rewrite would be lost.
+    Encrypted records are decrypted with `keys` (KeyProblem without the right one) and
+    re-encrypted under the key they had, with a fresh nonce.
     """
     if tenant is None and user is None:
         raise ValueError("purge needs a tenant or a user to erase")
     at = rfc3339(now or datetime.now(UTC))
-    scored = _request_ids(directory, _matcher(tenant, user), keys) if user is not None else None
+    chains = [chain.path for chain in chain_dirs(directory)]
+    scored = _request_ids(chains, _matcher(tenant, user), keys) if user is not None else None
     match = _matcher(tenant, user, scored)
-    skip = None if include_open else open_segment(directory)
     records = 0
-    for path in segment_paths(directory):
-        if path != skip and _any_match(path, match, keys):
-            records += _rewrite(path, match, at, keys)
-    return Purged(records, skip)
+    skipped: list[Path] = []
+    for chain in chains:
+        skip = None if include_open else open_segment(chain)
+        if skip is not None:
+            skipped.append(skip)
+        for path in segment_paths(chain):
+            if path != skip and _any_match(path, match, keys):
+                records += _rewrite(path, match, at, keys)
+    return Purged(records, tuple(skipped))
 
 
 def rfc3339(moment: datetime) -> str:
@@ -87,10 +102,12 @@ def _matcher(
     return match
 
 
-def _request_ids(directory: Path, match: Match, keys: Keyring | None) -> set[tuple[Any, Any]]:
-    """(tenant, request_id) of every request record `match` selects, the open segment's too."""
+def _request_ids(
+    chains: Sequence[Path], match: Match, keys: Keyring | None
+) -> set[tuple[Any, Any]]:
+    """(tenant, request_id) of every request record `match` selects, open segments' too."""
     found: set[tuple[Any, Any]] = set()
-    for path in segment_paths(directory):
+    for path in (path for chain in chains for path in segment_paths(chain)):
         with path.open("rb") as file:
             for raw in file:
                 entry = _record(raw, path.name, keys)

@@ -1,5 +1,6 @@
 """The audit log as segment files in one directory: appending chained batches, rotation,
-retention, a clean seal at close and recovery of a segment a crash left open.
+retention, a clean seal at close and recovery of a segment a crash left open. One process
+writes a directory at a time (folder_lock.py), so the chain it continues is its own.
 
 Blocking file I/O: the writer calls it from a worker thread, the stream consumer directly.
 """
@@ -17,6 +18,7 @@ import orjson
 
 from gateway.audit.chain import digest
 from gateway.audit.encryption import Keyring, open_record, record_aad
+from gateway.audit.folder_lock import FolderLock
 from gateway.audit.segment import SEGMENT_NAME, Chain, seal_line, segment_name
 from gateway.config.audit import AuditConfig
 
@@ -30,8 +32,10 @@ class SegmentLog:
         self.config = config
         self.key = key
         self.keys = keys
+        # `sluice serve --workers N` points each worker at its own subfolder before start.
         self.dir = Path(config.dir)
         self.chain = Chain()
+        self._lock: FolderLock | None = None
         self._file: IO[bytes] | None = None
         self._segment = ""
         self._first_seq = 1
@@ -44,9 +48,16 @@ class SegmentLog:
         return self.chain.next_seq - 1
 
     def start(self) -> None:
-        """Continue the chain from what is on disk and open a new segment."""
-        self.recover()
-        self.open()
+        """Take the directory (FolderBusy if another process writes it), continue the chain
+        from what is on disk and open a new segment."""
+        self._lock = FolderLock(self.dir)
+        self._lock.acquire()
+        try:
+            self.recover()
+            self.open()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def seconds_until_rotation(self) -> float:
         return self.config.max_segment_age_s - (time.time() - self._opened_at)
@@ -77,7 +88,7 @@ class SegmentLog:
         return self.keys.seal(line[:-1], record_aad(self._segment, seq), seq)
 
     def rotate(self) -> None:
-        self.close()
+        self.seal()
         self.open()
         self._apply_retention()
 
@@ -90,6 +101,12 @@ class SegmentLog:
         self._opened_at, self._bytes = now.timestamp(), 0
 
     def close(self) -> None:
+        """Seal the open segment and let the directory go."""
+        self.seal()
+        if self._lock is not None:
+            self._lock.release()
+
+    def seal(self) -> None:
         """Seal the open segment (or remove it, if nothing was written to it)."""
         if self._file is None:
             return

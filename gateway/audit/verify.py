@@ -1,7 +1,8 @@
 """Verification of an audit log on disk: the checks of docs/audit.md "Verification".
 
 Reads the segments in name order one line at a time (constant memory) and stops at the first
-problem, naming its file, line and `seq`. Formatting the result for people is commands.py's job.
+problem, naming its file, line and `seq`; a directory with several chains (one per worker) gets
+one report per chain. Formatting the result for people is commands.py's job.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from gateway.audit.chain import GENESIS, digest, personal_ok, seal_mac
+from gateway.audit.chains import ChainDir, chain_dirs
 from gateway.audit.encryption import Keyring, RecordTampered, open_record
 from gateway.audit.segment import SEGMENT_NAME
 
@@ -93,6 +95,14 @@ def verify_log(directory: Path, key: bytes | None, keys: Keyring | None = None) 
     if not names:
         verifier.notes.append(f"no audit segments in {directory}")
     return verifier.report(failure)
+
+
+def verify_chains(
+    root: Path, key: bytes | None, keys: Keyring | None = None
+) -> list[tuple[ChainDir, Report]]:
+    """Verify every chain in `root` (its own segments, each worker's subfolder) on its own:
+    one chain's damage does not stop the others from being checked."""
+    return [(chain, verify_log(chain.path, key, keys)) for chain in chain_dirs(root)]
 
 
 class _Verifier:

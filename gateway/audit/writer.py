@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+from gateway.audit.chains import worker_folder
 from gateway.audit.encryption import Keyring
 from gateway.audit.segment_log import SegmentLog
 from gateway.audit.stream_sink import StreamSink, StreamUnavailable
@@ -33,6 +35,12 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def write_as_worker(self, index: int) -> None:
+        """Before `start`: write (and spill) to worker `index`'s own chain in its subfolder of
+        audit.dir, so that the workers of one `sluice serve --workers N` never share a chain."""
+        assert self._task is None, "the folder is chosen before the writer starts"
+        self.files.dir = worker_folder(Path(self.config.dir), index)
 
     # -- the request path: never blocks ------------------------------------------------------
     def submit(self, record: dict[str, Any]) -> None:

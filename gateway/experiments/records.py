@@ -16,9 +16,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from gateway.audit.chains import read_log
 from gateway.audit.encryption import Keyring
 from gateway.audit.export import RecordFilter
-from gateway.audit.segment_files import read_records
 
 FEEDBACK = "feedback"
 REQUEST = "request"
@@ -95,15 +95,16 @@ class ExperimentSamples:
 def read_experiment(
     directory: Path, name: str, where: RecordFilter, keys: Keyring | None = None
 ) -> ExperimentSamples:
-    """The experiment `name` in the log at `directory`: request records selected by `where`
-    (their arrival time), feedback from any time (it often comes after the window closes).
+    """The experiment `name` in the log at `directory` (every chain in it, for a gateway that
+    ran several workers): request records selected by `where` (their arrival time), feedback
+    from any time (it often comes after the window closes, and may reach another worker).
 
     Raises AuditFileError for a damaged log and KeyProblem without the key an encrypted
     record needs, as `sluice audit export` does.
     """
-    scores = feedback_scores(line.value for line in read_records(directory, keys))
+    scores = feedback_scores(line.value for line in read_log(directory, keys))
     samples = ExperimentSamples(name, feedback_read=sum(len(s) for s in scores.values()))
-    for line in read_records(directory, keys):
+    for line in read_log(directory, keys):
         record = line.value
         if record_kind(record) != REQUEST:
             continue
