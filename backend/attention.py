@@ -40,6 +40,21 @@ class AttentionMetadata:
     # decode_slots[start:end, :width]. Empty: one group over everything.
     decode_groups: list[tuple[int, int, int]] = field(default_factory=list)
     prefills: list[PrefillSpan] = field(default_factory=list)
+    # What the Triton kernels read instead of slots and masks (ModelOps.reads_block_tables);
+    # tables are padded with block 0, lengths and starts are int32, the maxima host ints.
+    # decode_block_tables: [decodes, max_blocks]; decode_context_lens: [decodes] (0: a padding
+    # row, read nothing); decode_max_context: bounds every context length (under a CUDA graph,
+    # the model's limit).
+    block_size: int = 0
+    decode_block_tables: torch.Tensor | None = None
+    decode_context_lens: torch.Tensor | None = None
+    decode_max_context: int = 0
+    # prefill_block_tables: [prefills, max_blocks]; prefill_query_start: [prefills + 1] rows of
+    # each chunk from the first prefill row; prefill_context_lens: [prefills] cached + new tokens.
+    prefill_block_tables: torch.Tensor | None = None
+    prefill_query_start: torch.Tensor | None = None
+    prefill_context_lens: torch.Tensor | None = None
+    prefill_max_query_len: int = 0
 
 
 class PagedAttention:

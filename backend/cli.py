@@ -59,6 +59,19 @@ def add_backend_commands(
         help="int8: K/V stored as int8 with a scale per token and head, about twice the tokens "
         "of a 16-bit cache (default: auto, as --dtype)",
     )
+    serve.add_argument(
+        "--kernels",
+        choices=["auto", "triton", "torch"],
+        help="triton: the Triton kernels (CUDA); torch: plain PyTorch "
+        "(default: auto, triton on CUDA when it is installed)",
+    )
+    serve.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        default=None,
+        help="run decode steps eagerly on CUDA (default: replayed from CUDA graphs)",
+    )
     serve.set_defaults(run=run_serve)
 
 
@@ -74,6 +87,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         "dtype": args.dtype,
         "weights": args.weights,
         "kv_cache_dtype": args.kv_cache,
+        "kernels": args.kernels,
+        "cuda_graphs": args.cuda_graphs,
     }
     return EngineConfig(model=args.model, **{k: v for k, v in knobs.items() if v is not None})
 
@@ -87,6 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         config = engine_config(args)
+        config.resolved_kernels(config.torch_device())  # --kernels triton where it cannot run
         # Converts a GGUF (with a progress bar) now, and fails here with a clear message.
         resolve_model(config.model, progress=True)
     except (ValueError, ModelLoadError) as exc:

@@ -13,11 +13,13 @@ from collections.abc import Sequence as Seq
 import torch
 
 from backend.block_manager import BlockManager
+from backend.cuda_graphs import capture_sizes
 from backend.engine_config import EngineConfig
 from backend.engine_metrics import EngineStats
 from backend.kv_cache import kv_bytes_per_block
 from backend.model_config import ModelConfig, read_model_config
 from backend.model_files import iter_weights, resolve_model
+from backend.model_ops import model_ops
 from backend.model_runner import ModelRunner
 from backend.models.llama import LlamaForCausalLM
 from backend.outputs import CompletionDelta, EngineInputError, RequestOutput, TokenLogprob
@@ -37,19 +39,25 @@ class LLMEngine:
         self.config = config = config or EngineConfig()
         config.apply_threads()
         self.device = config.torch_device()
+        # Resolved before anything loads: a kernels setting that cannot run fails fast.
+        self.kernels = config.resolved_kernels(self.device)
+        graph_sizes = (
+            capture_sizes(config.max_num_seqs) if config.uses_cuda_graphs(self.device) else []
+        )
         folder = resolve_model(config.model, progress=progress)
         self.model_config = model_config = read_model_config(folder)
         self.tokenizer = Tokenizer.from_folder(folder)
         self.eos_ids = frozenset(model_config.eos_token_ids) | frozenset(
             self.tokenizer.eos_token_ids
         )
+        # The weights first: on a GPU the pool takes a share of the memory left after them.
+        self.model = self._load_model(folder, model_config)
         num_blocks = self._num_blocks(model_config)
         pool_tokens = num_blocks * config.block_size
         limit = config.max_model_len or model_config.max_position_embeddings
         self.max_model_len = min(limit, model_config.max_position_embeddings, pool_tokens)
         if self.max_model_len < limit:
             log.warning("max_model_len clipped to %d: the KV pool holds no more", pool_tokens)
-        self.model = self._load_model(folder, model_config)
         self.runner = ModelRunner(
             self.model,
             num_blocks,
@@ -57,6 +65,13 @@ class LLMEngine:
             device=self.device,
             dtype=config.torch_dtype,
             kv_cache_int8=config.kv_cache_int8,
+            cuda_graph_sizes=graph_sizes,
+            max_model_len=self.max_model_len,
+        )
+        log.info(
+            "kernels: %s; decode CUDA graphs: %s",
+            self.kernels,
+            ", ".join(map(str, graph_sizes)) if graph_sizes else "off",
         )
         self.block_manager = BlockManager(
             num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
@@ -96,7 +111,9 @@ class LLMEngine:
 
     def _load_model(self, folder: object, model_config: ModelConfig) -> LlamaForCausalLM:
         with torch.device("meta"):
-            model = LlamaForCausalLM(model_config, model_config.max_position_embeddings)
+            model = LlamaForCausalLM(
+                model_config, model_config.max_position_embeddings, model_ops(self.kernels)
+            )
         model = model.to_empty(device=self.device).to(self.config.torch_dtype)
         # The rope tables were built on meta along with the rest: build them for real.
         model.reset_rope(model_config.max_position_embeddings)
@@ -104,7 +121,7 @@ class LLMEngine:
             model.lm_head.weight = model.embed_tokens.weight
         model.load_weights(iter_weights(folder))  # type: ignore[arg-type]
         if self.config.weights == "int8":
-            replaced = quantize_linear_weights(model)
+            replaced = quantize_linear_weights(model, triton=self.kernels == "triton")
             log.info("weights: %d linear layers quantized to int8 (lm_head kept)", replaced)
         return model.eval()
 

@@ -5,6 +5,7 @@ Also decides where the engine runs (device, dtype, threads) and how big the KV p
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -16,6 +17,8 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 # "auto": as the model runs (dtype); "int8": see backend/quant.py and backend/kv_cache.py.
 WeightsFormat = Literal["auto", "int8"]
 KVCacheDtype = Literal["auto", "int8"]
+# auto: the Triton kernels on CUDA when triton is installed, else PyTorch (backend/model_ops.py).
+Kernels = Literal["auto", "triton", "torch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,10 @@ class EngineConfig:
     # int8: K/V stored as int8 with a float32 scale per token and head: in the same kv_cache_gb,
     # about twice the tokens of a 16-bit cache, 3.8 times a float32 one (backend/kv_cache.py).
     kv_cache_dtype: KVCacheDtype = "auto"
+    kernels: Kernels = "auto"
+    # Decode steps replayed from CUDA graphs captured at batch sizes 1, 2, 4, ... max_num_seqs
+    # (backend/cuda_graphs.py). Only on CUDA with the Triton kernels; elsewhere it changes nothing.
+    cuda_graphs: bool = True
     seed: int | None = None
     # Intra-op threads on CPU; None: all the cores this process may use.
     num_threads: int | None = None
@@ -48,7 +55,11 @@ class EngineConfig:
             raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
-        for name, allowed in (("weights", WeightsFormat), ("kv_cache_dtype", KVCacheDtype)):
+        for name, allowed in (
+            ("weights", WeightsFormat),
+            ("kv_cache_dtype", KVCacheDtype),
+            ("kernels", Kernels),
+        ):
             if getattr(self, name) not in get_args(allowed):
                 choices = ", ".join(get_args(allowed))
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -67,6 +78,34 @@ class EngineConfig:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def resolved_kernels(self, device: torch.device) -> Literal["triton", "torch"]:
+        """What `kernels` means on device; ValueError when "triton" cannot run there."""
+        triton_installed = importlib.util.find_spec("triton") is not None
+        power_of_two = self.block_size & (self.block_size - 1) == 0
+        if self.kernels == "auto":
+            usable = device.type == "cuda" and triton_installed and power_of_two
+            return "triton" if usable else "torch"
+        if self.kernels == "torch":
+            return "torch"
+        if not triton_installed:
+            raise ValueError("kernels: triton needs the triton package; use kernels: torch")
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(
+                f"kernels: triton runs on CUDA devices, not {device.type} (tests interpret them "
+                "on the CPU with TRITON_INTERPRET=1); use kernels: auto or torch"
+            )
+        if not power_of_two:
+            raise ValueError(
+                f"kernels: triton needs a power-of-two block_size, got {self.block_size}"
+            )
+        return "triton"
+
+    def uses_cuda_graphs(self, device: torch.device) -> bool:
+        """Decode under CUDA graphs: asked for, on CUDA, with the Triton kernels."""
+        return (
+            self.cuda_graphs and device.type == "cuda" and self.resolved_kernels(device) == "triton"
+        )
 
     def kv_cache_bytes(self, device: torch.device) -> int:
         if self.kv_cache_gb is not None:

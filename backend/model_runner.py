@@ -1,15 +1,18 @@
 """Runs one scheduled step through the model: flatten the batch, build attention metadata, logits.
 
-Owns the KV cache (backend/kv_cache.py); knows nothing about requests, sampling or text.
+Owns the KV cache (backend/kv_cache.py) and the decode CUDA graphs (backend/cuda_graphs.py);
+knows nothing about requests, sampling or text.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence as Seq
 
 import torch
 
 from backend.attention import AttentionMetadata, PrefillSpan
+from backend.cuda_graphs import DecodeGraphs, DecodeInputs, padded_tables
 from backend.kv_cache import KVCache
 from backend.models.llama import LlamaForCausalLM
 from backend.sequence import Sequence
@@ -31,6 +34,10 @@ def decode_groups(context_lens: list[int], min_group: int = 4) -> list[tuple[int
 
 
 class ModelRunner:
+    """cuda_graph_sizes: decode-only steps of up to the largest size run padded through
+    DecodeGraphs (needs a model with TritonOps and max_model_len), replayed from CUDA graphs on
+    CUDA; on other devices the same padded path runs eagerly (the CPU tests use that)."""
+
     def __init__(
         self,
         model: LlamaForCausalLM,
@@ -40,6 +47,8 @@ class ModelRunner:
         device: torch.device,
         dtype: torch.dtype,
         kv_cache_int8: bool = False,
+        cuda_graph_sizes: Seq[int] = (),
+        max_model_len: int = 0,
     ):
         self.model = model
         self.block_size = block_size
@@ -54,6 +63,20 @@ class ModelRunner:
             device=device,
         )
         self._offsets = torch.arange(block_size, device=device)
+        self.graphs: DecodeGraphs | None = None
+        if cuda_graph_sizes:
+            assert max_model_len > 0, "CUDA graphs size their block tables by max_model_len"
+            self.graphs = DecodeGraphs(
+                model,
+                self.kv_cache,
+                block_size=block_size,
+                max_model_len=max_model_len,
+                sizes=cuda_graph_sizes,
+                device=device,
+            )
+            if device.type == "cuda":
+                with torch.inference_mode():
+                    self.graphs.capture()
 
     @torch.inference_mode()
     def copy_blocks(self, copies: Seq[tuple[int, int]]) -> None:
@@ -83,19 +106,68 @@ class ModelRunner:
             if start + n == seq.num_tokens:
                 sample_rows.append(len(input_ids) - 1)
                 sample_seqs.append(i)
-        meta = AttentionMetadata(slot_mapping=self._tensor(slots))
-        if decodes:
-            self._decode_metadata(meta, [seqs[i] for i in decodes])
-        offset = len(decodes)
-        for i in prefills:
-            n = num_new_tokens[i]
-            meta.prefills.append(self._prefill_span(seqs[i], offset, n))
-            offset += n
-        model, cache = self.model, self.kv_cache
-        ids, pos = self._tensor(input_ids), self._tensor(positions)
-        hidden = model(ids, pos, cache.values, meta, cache.scales)
+        model, cache, graphs = self.model, self.kv_cache, self.graphs
+        decoded = [seqs[i] for i in decodes]
+        prefilled = [(seqs[i], num_new_tokens[i]) for i in prefills]
+        if graphs is not None and not prefills and len(decodes) <= graphs.largest:
+            lens = [s.num_computed_tokens + 1 for s in decoded]
+            tables = [s.block_table for s in decoded]
+            hidden = graphs.run(DecodeInputs(input_ids, positions, slots, lens, tables))
+        else:
+            meta = AttentionMetadata(slot_mapping=self._tensor(slots))
+            if model.ops.reads_block_tables:
+                self._block_table_metadata(meta, decoded, prefilled)
+            else:
+                self._slot_metadata(meta, decoded, prefilled)
+            ids, pos = self._tensor(input_ids), self._tensor(positions)
+            hidden = model(ids, pos, cache.values, meta, cache.scales)
         logits = model.compute_logits(hidden[self._tensor(sample_rows)])
         return sample_seqs, logits.float()
+
+    def _slot_metadata(
+        self,
+        meta: AttentionMetadata,
+        decoded: list[Sequence],
+        prefilled: list[tuple[Sequence, int]],
+    ) -> None:
+        """For PagedAttention: the slots each row reads and additive masks."""
+        if decoded:
+            self._decode_metadata(meta, decoded)
+        offset = len(decoded)
+        for seq, n in prefilled:
+            meta.prefills.append(self._prefill_span(seq, offset, n))
+            offset += n
+
+    def _block_table_metadata(
+        self,
+        meta: AttentionMetadata,
+        decoded: list[Sequence],
+        prefilled: list[tuple[Sequence, int]],
+    ) -> None:
+        """For the Triton kernels: block tables, context lengths and query starts."""
+        meta.block_size = self.block_size
+        if decoded:
+            lens = [s.num_computed_tokens + 1 for s in decoded]
+            meta.num_decodes = len(decoded)
+            meta.decode_block_tables = self._tables([s.block_table for s in decoded])
+            meta.decode_context_lens = self._int32(lens)
+            meta.decode_max_context = max(lens)
+        if not prefilled:
+            return
+        starts = list(itertools.accumulate((n for _, n in prefilled), initial=0))
+        offset = len(decoded)
+        meta.prefills = [PrefillSpan(offset + a, offset + b) for a, b in itertools.pairwise(starts)]
+        meta.prefill_block_tables = self._tables([s.block_table for s, _ in prefilled])
+        meta.prefill_query_start = self._int32(starts)
+        meta.prefill_context_lens = self._int32([s.num_computed_tokens + n for s, n in prefilled])
+        meta.prefill_max_query_len = max(n for _, n in prefilled)
+
+    def _tables(self, tables: list[list[int]]) -> torch.Tensor:
+        width = max(1, max(len(t) for t in tables))
+        return self._int32(padded_tables(tables, width))
+
+    def _int32(self, values: list[int] | list[list[int]]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.int32, device=self.device)
 
     def _tensor(self, values: list[int]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.long, device=self.device)

@@ -1,6 +1,7 @@
 """Int8 weight-only quantization: per-output-channel scales, Linear layers swapped in place.
 
-On CUDA the product runs in a Triton kernel; on the CPU the int8 weight is widened per call.
+The product runs in a Triton kernel (the engine's kernels: triton) or, in PyTorch, with the int8
+weight widened per call.
 """
 
 from __future__ import annotations
@@ -30,21 +31,31 @@ class Int8Linear(nn.Module):
     scale: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(
+        self,
+        qweight: torch.Tensor,
+        scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        triton: bool | None = None,
+    ):
         super().__init__()
+        # None: the Triton kernel for CUDA inputs, PyTorch for others.
+        self.triton = triton
         self.out_features, self.in_features = qweight.shape
         self.register_buffer("qweight", qweight)
         self.register_buffer("scale", scale)
         self.register_buffer("bias", bias)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+    def from_linear(cls, linear: nn.Linear, *, triton: bool | None = None) -> Int8Linear:
         qweight, scale = quantize_weight(linear.weight)
         bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(qweight, scale.to(linear.weight.device), bias)
+        return cls(qweight, scale.to(linear.weight.device), bias, triton=triton)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda:
+        use_kernel = x.is_cuda if self.triton is None else self.triton
+        if use_kernel:
             from backend.kernels.int8_linear import int8_linear
 
             return int8_linear(x, self.qweight, self.scale, self.bias)
@@ -57,8 +68,13 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def quantize_linear_weights(model: nn.Module, skip: Collection[str] = DEFAULT_SKIP) -> int:
-    """Replace every nn.Linear whose name's last part is not in skip; returns how many."""
+def quantize_linear_weights(
+    model: nn.Module, skip: Collection[str] = DEFAULT_SKIP, *, triton: bool | None = None
+) -> int:
+    """Replace every nn.Linear whose name's last part is not in skip; returns how many.
+
+    triton: run the products in the Triton kernel (None: when the input is on CUDA).
+    """
     targets = [
         (name, module)
         for name, module in model.named_modules()
@@ -67,5 +83,5 @@ def quantize_linear_weights(model: nn.Module, skip: Collection[str] = DEFAULT_SK
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear.from_linear(linear))
+        setattr(parent, child, Int8Linear.from_linear(linear, triton=triton))
     return len(targets)

@@ -6,9 +6,12 @@
     TRITON_INTERPRET=1 .venv/bin/python bench/kernels.py --smoke   # GPU code paths on the CPU, tiny
 
 GPU: paged decode attention's achieved bandwidth (K/V bytes read / time) against the device's
-measured copy bandwidth, beside the PyTorch path; end-to-end decode tokens/s of a random-weight
-model with the Triton attention, eager and under a CUDA graph. CPU: fp32 against int8 weight-only
-matmul (three ways), and the embedded model's tokens/s and weight bytes with float32 and int8.
+measured copy bandwidth, beside the PyTorch path; decode tokens/s of random-weight models through
+the engine's model runner with the Triton kernels eager and replayed from CUDA graphs, and with
+PyTorch; the whole engine's output tokens/s on SmolLM2 with and without CUDA graphs (not with
+--quick). On a machine without CUDA the GPU part is skipped, and says so.
+CPU: fp32 against int8 weight-only matmul (three ways), and the embedded model's tokens/s and
+weight bytes with float32 and int8.
 Results go to bench/results/kernels-<device>.json with the device name, load and git commit.
 """
 
@@ -32,9 +35,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backend.attention import AttentionMetadata, PagedAttention  # noqa: E402
+from backend.cuda_graphs import capture_sizes  # noqa: E402
 from backend.model_config import ModelConfig  # noqa: E402
+from backend.model_ops import model_ops  # noqa: E402
+from backend.model_runner import ModelRunner  # noqa: E402
 from backend.models.llama import LlamaForCausalLM  # noqa: E402
 from backend.quant import Int8Linear, quantize_linear_weights  # noqa: E402
+from backend.sequence import Sequence  # noqa: E402
 
 # (name, hidden, intermediate, layers, heads, kv_heads, head_dim, vocab)
 MODELS = [
@@ -110,10 +117,12 @@ def decode_attention(
     }  # fmt: skip
 
 
-# ---- GPU: end-to-end decode, eager and CUDA graph -----------------------------------------------
+# ---- GPU: end-to-end decode, eager and CUDA graphs ----------------------------------------------
 
 
-def random_model(spec: tuple, device: torch.device, dtype: torch.dtype) -> LlamaForCausalLM:
+def random_model(
+    spec: tuple, device: torch.device, dtype: torch.dtype, kernels: str = "torch"
+) -> LlamaForCausalLM:
     _, hidden, inter, layers, heads, kv_heads, head_dim, vocab = spec
     config = ModelConfig(
         architecture="llama", vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
@@ -122,7 +131,7 @@ def random_model(spec: tuple, device: torch.device, dtype: torch.dtype) -> Llama
         tie_word_embeddings=True, attention_bias=False, bos_token_id=None, eos_token_ids=(),
     )  # fmt: skip
     with torch.device(device):
-        model = LlamaForCausalLM(config, 8192)
+        model = LlamaForCausalLM(config, 8192, model_ops(kernels))  # type: ignore[arg-type]
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.02)
@@ -131,68 +140,62 @@ def random_model(spec: tuple, device: torch.device, dtype: torch.dtype) -> Llama
 
 def decode_tokens_per_s(
     spec: tuple, device: torch.device, dtype: torch.dtype, batch: int, context: int,
-    steps: int, graph: bool, triton_attention: bool, block_size: int = 16,
+    steps: int, graph: bool, kernels: str, block_size: int = 16,
 ) -> float:  # fmt: skip
-    from backend.kernels.triton_attention import TritonPagedAttention
-
-    model = random_model(spec, device, dtype)
-    config = model.config
-    if triton_attention:
-        for layer in model.layers:
-            layer.self_attn.attn = TritonPagedAttention(layer.self_attn.attn.scale)
+    """Decode steps through the engine's ModelRunner, as LLMEngine.step runs them (greedy
+    argmax for the sampler): batch sequences at `context` tokens of random K/V, `steps` tokens
+    each; with `graph`, the runner replays its CUDA graphs (padded to the captured sizes)."""
+    model = random_model(spec, device, dtype, kernels)
     width = context + steps + 1
     blocks = -(-width // block_size)
-    shape = (batch * blocks * block_size, 2, config.num_kv_heads, config.head_dim)
-    caches = [torch.randn(shape, device=device).to(dtype) for _ in range(config.num_layers)]
-    table = torch.arange(batch * blocks, device=device).view(batch, blocks)
-    slots = (table.unsqueeze(-1) * block_size + torch.arange(block_size, device=device)).flatten(1)
-    slots = slots[:, :width].contiguous()
-    # Static inputs: a step only copies new values into them (what a CUDA graph replays over).
-    ids = torch.zeros(batch, dtype=torch.long, device=device)
-    positions = torch.full((batch,), context, dtype=torch.long, device=device)
-    mask = torch.zeros(batch, 1, 1, width, dtype=dtype, device=device)
-    meta = AttentionMetadata(
-        slot_mapping=slots[:, context].clone(), num_decodes=batch, decode_slots=slots,
-        decode_mask=mask,
+    runner = ModelRunner(
+        model, batch * blocks, block_size, device=device, dtype=dtype,
+        cuda_graph_sizes=capture_sizes(batch) if graph else (), max_model_len=width,
     )  # fmt: skip
-    keys = torch.arange(width, device=device)
+    for values in runner.kv_cache.values:
+        values.normal_()
+    seqs = []
+    for i in range(batch):
+        seq = Sequence(i, f"r{i}", [], context, steps + 1)
+        seq.block_table = list(range(i * blocks, (i + 1) * blocks))
+        seqs.append(seq)
 
-    def prepare(position: int) -> None:
-        positions.fill_(position)
-        meta.slot_mapping.copy_(slots[:, position])
-        mask.copy_(torch.where(keys <= position, 0.0, float("-inf")).to(dtype).expand_as(mask))
+    def loop() -> None:
+        for seq in seqs:
+            seq.token_ids, seq.num_computed_tokens = [1] * context, context - 1
+        for _ in range(steps):
+            order, logits = runner.execute(seqs, [1] * batch)
+            for i, token in zip(order, logits.argmax(-1).tolist(), strict=True):
+                seqs[i].num_computed_tokens += 1
+                seqs[i].token_ids.append(token)
 
-    def step() -> torch.Tensor:
-        hidden = model(ids, positions, caches, meta)
-        return model.compute_logits(hidden).argmax(-1)
-
-    run = step
-    with torch.inference_mode():
-        prepare(context)
-        if graph:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                step()
-                step()
-            torch.cuda.current_stream().wait_stream(stream)
-            cuda_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(cuda_graph):
-                tokens = step()
-
-            def run() -> torch.Tensor:
-                cuda_graph.replay()
-                return tokens
-
-        step()
-
-        def loop() -> None:
-            for i in range(steps):
-                prepare(context + i)
-                ids.copy_(run())
-
-        ms = time_ms(loop, device, repeats=3)
+    ms = time_ms(loop, device, repeats=3)
     return batch * steps / ms * 1e3
+
+
+def engine_decode(
+    device: torch.device, dtype: str, graph: bool, prompts: int, max_tokens: int
+) -> dict[str, object]:
+    """Output tokens/s of the whole engine (scheduler, runner, sampler, detokenizer) on the
+    embedded SmolLM2: `prompts` short prompts together, max_tokens each, eos ignored."""
+    from backend import LLM, SamplingParams
+
+    llm = LLM(
+        device=str(device), dtype=dtype, kernels="triton", cuda_graphs=graph,
+        max_num_seqs=prompts, kv_cache_gb=2.0,
+    )  # fmt: skip
+    batch = [f"Write a short story about the number {i}." for i in range(prompts)]
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+    llm.generate(batch, SamplingParams(max_tokens=8, ignore_eos=True), use_tqdm=False)
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    llm.generate(batch, params, use_tqdm=False)
+    elapsed = time.perf_counter() - t0
+    return {
+        "model": "smollm2-135m-instruct", "dtype": dtype, "prompts": prompts,
+        "max_tokens": max_tokens, "cuda_graph": graph,
+        "tokens_per_s": prompts * max_tokens / elapsed,
+    }  # fmt: skip
 
 
 # ---- CPU: int8 weights -------------------------------------------------------------------------
@@ -267,21 +270,30 @@ def gpu_results(device: torch.device, smoke: bool, quick: bool, repeats: int) ->
         decode_attention(device, dtype, *shape, repeats=repeats) for shape in shapes
     ]
     specs = [("tiny", 64, 96, 2, 4, 2, 16, 256)] if smoke else MODELS
-    batches, context, steps = ((2,), 16, 2) if smoke else ((1, 16, 64), 512, 32)
-    graphs = (False, True) if device.type == "cuda" else (False,)
+    batches, context, steps = ((3,), 16, 2) if smoke else ((1, 16, 64), 512, 32)
+    # CUDA graphs need the Triton kernels. In --smoke (CPU) "graph" runs the same padded path
+    # eagerly: nothing is captured without CUDA.
+    variants = (("triton", False), ("triton", True), ("torch", False))
     rows = []
     for spec in specs:
         for batch in batches:
-            for attention in ("triton", "torch"):
-                for graph in graphs:
-                    rate = decode_tokens_per_s(
-                        spec, device, dtype, batch, context, steps, graph, attention == "triton"
-                    )
-                    rows.append(
-                        {"model": spec[0], "batch": batch, "context": context,
-                         "attention": attention, "cuda_graph": graph, "tokens_per_s": rate}
-                    )  # fmt: skip
+            for kernels, graph in variants:
+                rate = decode_tokens_per_s(
+                    spec, device, dtype, batch, context, steps, graph, kernels
+                )
+                rows.append(
+                    {"model": spec[0], "batch": batch, "context": context,
+                     "kernels": kernels, "padded_to_graph_size": graph,
+                     "cuda_graph": graph and device.type == "cuda", "tokens_per_s": rate}
+                )  # fmt: skip
+                print(f"decode {rows[-1]}", file=sys.stderr)
     gpu["decode_tokens_per_s"] = rows
+    if device.type == "cuda" and not quick:
+        gpu["engine_decode"] = [
+            engine_decode(device, "bfloat16", graph, prompts, 128)
+            for prompts in (1, 16)
+            for graph in (False, True)
+        ]
     return gpu
 
 
@@ -300,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"machine": machine(device)}
     if cuda or args.smoke:
         results["gpu"] = gpu_results(device, args.smoke, args.quick, repeats)
+    else:
+        reason = "no CUDA device: skipped decode attention bandwidth and end-to-end decode "
+        reason += "tokens/s with and without CUDA graphs (GPU only)"
+        print(f"bench/kernels.py: {reason}", file=sys.stderr)
+        results["gpu"] = {"skipped": reason}
     if not args.smoke:
         shapes = [(576, 1536), (1536, 576), (576, 3072)]
         results["cpu_int8_matmul"] = [

@@ -1,6 +1,7 @@
 """TritonPagedAttention: the PagedAttention interface run by the Triton kernels on the GPU.
 
-Reads block tables and lengths from the metadata when the runner provides them, else derives them.
+Reads block tables and lengths from the metadata (the runner builds them for TritonOps); without
+them, derives tables of one-token blocks from the PyTorch path's slots.
 """
 
 # q: [tokens, heads, head_dim]; k, v: [tokens, kv_heads, head_dim];
@@ -65,13 +66,13 @@ class TritonPagedAttention(PagedAttention):
 
 def _decode_inputs(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """(block tables, context lengths, block size, longest context) for the decode rows."""
-    tables = getattr(meta, "decode_block_tables", None)
-    if tables is not None:
+    if meta.decode_block_tables is not None:
+        assert meta.decode_context_lens is not None
         return (
-            tables,
-            meta.decode_context_lens,  # type: ignore[attr-defined]
-            meta.block_size,  # type: ignore[attr-defined]
-            meta.decode_max_context,  # type: ignore[attr-defined]
+            meta.decode_block_tables,
+            meta.decode_context_lens,
+            meta.block_size,
+            meta.decode_max_context,
         )
     # Without block tables, each slot is its own block of one token: the slots are the table.
     assert meta.decode_slots is not None and meta.decode_mask is not None
@@ -85,14 +86,14 @@ def _prefill_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
     """(block tables, query starts, context lengths, block size, most new tokens) for prefills."""
     spans = meta.prefills
-    tables = getattr(meta, "prefill_block_tables", None)
-    if tables is not None:
+    if meta.prefill_block_tables is not None:
+        assert meta.prefill_query_start is not None and meta.prefill_context_lens is not None
         return (
-            tables,
-            meta.prefill_query_start,  # type: ignore[attr-defined]
-            meta.prefill_context_lens,  # type: ignore[attr-defined]
-            meta.block_size,  # type: ignore[attr-defined]
-            meta.prefill_max_query_len,  # type: ignore[attr-defined]
+            meta.prefill_block_tables,
+            meta.prefill_query_start,
+            meta.prefill_context_lens,
+            meta.block_size,
+            meta.prefill_max_query_len,
         )
     device = meta.slot_mapping.device
     rows, starts, lens = [], [0], []

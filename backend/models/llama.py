@@ -1,7 +1,8 @@
 """The Llama family (Llama 2/3, Mistral, Qwen2, SmolLM2) over a flattened, paged batch.
 
-Plain PyTorch, read top to bottom; the math follows transformers' LlamaForCausalLM op for op
-so greedy output matches it token for token.
+Read top to bottom; the math follows transformers' LlamaForCausalLM op for op so greedy output
+matches it token for token. The hot ops (norms, rotary, SiLU·mul, attention) come from the
+ModelOps given at construction: PyTorch by default, the Triton kernels on the GPU.
 """
 
 from __future__ import annotations
@@ -9,29 +10,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from backend.attention import AttentionMetadata, PagedAttention
+from backend.attention import AttentionMetadata
 from backend.model_config import ModelConfig, ModelLoadError
-from backend.rope import RotaryEmbedding, apply_rotary
+from backend.model_ops import TORCH_OPS, ModelOps, RotaryInputs
+from backend.rope import RotaryEmbedding
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, size: int, eps: float):
+    """Adds the residual first when given one: returns (normed, x + residual)."""
+
+    def __init__(self, size: int, eps: float, ops: ModelOps = TORCH_OPS):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size))
         self.eps = eps
+        self.ops = ops
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.to(torch.float32)
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ops.add_rms_norm(x, residual, self.weight, self.eps)
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, ops: ModelOps = TORCH_OPS):
         super().__init__()
         d = config.head_dim
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, d
@@ -40,11 +43,12 @@ class Attention(nn.Module):
             config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias
         )
         self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
-        self.attn = PagedAttention(scale=d**-0.5)
+        self.attn = ops.attention(scale=d**-0.5)
+        self.ops = ops
 
     def forward(
         self,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rope: RotaryInputs,
         x: torch.Tensor,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
@@ -55,56 +59,64 @@ class Attention(nn.Module):
         q = q.view(t, self.num_heads, self.head_dim)
         k = k.view(t, self.num_kv_heads, self.head_dim)
         v = v.view(t, self.num_kv_heads, self.head_dim)
-        q, k = apply_rotary(q, k, *rope)
+        q, k = self.ops.rotary(q, k, rope)
         o = self.attn.forward(q, k, v, kv_cache, meta, kv_scales)
         return self.o_proj(o.reshape(t, self.q_size))
 
 
 class MLP(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, ops: ModelOps = TORCH_OPS):
         super().__init__()
-        self.intermediate_size = config.intermediate_size
         self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.ops = ops
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(self.ops.silu_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """Residual stream carried beside the hidden states, so each norm adds it in the same pass."""
+
+    def __init__(self, config: ModelConfig, ops: ModelOps = TORCH_OPS):
         super().__init__()
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = MLP(config)
+        size, eps = config.hidden_size, config.rms_norm_eps
+        self.input_layernorm = RMSNorm(size, eps, ops)
+        self.self_attn = Attention(config, ops)
+        self.post_attention_layernorm = RMSNorm(size, eps, ops)
+        self.mlp = MLP(config, ops)
 
     def forward(
         self,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rope: RotaryInputs,
         x: torch.Tensor,
+        residual: torch.Tensor | None,
         kv_cache: torch.Tensor,
         meta: AttentionMetadata,
         kv_scales: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        x = x + self.self_attn(rope, self.input_layernorm(x), kv_cache, meta, kv_scales)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this layer's MLP output, the residual stream before it is added)."""
+        h, residual = self.input_layernorm(x, residual)
+        h = self.self_attn(rope, h, kv_cache, meta, kv_scales)
+        h, residual = self.post_attention_layernorm(h, residual)
+        return self.mlp(h), residual
 
 
 class LlamaForCausalLM(nn.Module):
     """input_ids, positions: [tokens]; returns hidden states [tokens, hidden].
 
     kv_caches: one per layer (see PagedAttention); kv_scales: one per layer with int8 caches.
+    ops: the implementation of the hot ops (backend/model_ops.py), fixed for the model's life.
     """
 
-    def __init__(self, config: ModelConfig, max_positions: int):
+    def __init__(self, config: ModelConfig, max_positions: int, ops: ModelOps = TORCH_OPS):
         super().__init__()
         self.config = config
+        self.ops = ops
         self.rope = RotaryEmbedding(config, max_positions)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.layers = nn.ModuleList(DecoderLayer(config, ops) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
@@ -118,11 +130,13 @@ class LlamaForCausalLM(nn.Module):
         kv_scales: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
-        rope = self.rope.tables(positions, x.dtype)
+        rope = self.ops.rotary_inputs(self.rope, positions, x.dtype)
         scales: Sequence[torch.Tensor | None] = kv_scales or [None] * len(kv_caches)
+        residual = None
         for layer, kv_cache, scale in zip(self.layers, kv_caches, scales, strict=True):
-            x = layer(rope, x, kv_cache, meta, scale)
-        return self.norm(x)
+            x, residual = layer(rope, x, residual, kv_cache, meta, scale)
+        x, _ = self.norm(x, residual)
+        return x
 
     def reset_rope(self, max_positions: int) -> None:
         """Build the rope tables on the model's device (after loading from the meta device)."""
