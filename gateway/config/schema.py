@@ -185,6 +185,9 @@ class BuiltinBackend(StrictModel):
     # int8: weight-only int8 linear layers; int8 KV cache (about twice the tokens per GB).
     weights: Literal["auto", "int8"] | None = None
     kv_cache: Literal["auto", "int8"] | None = None
+    # auto: the Triton kernels on CUDA (when triton imports), PyTorch elsewhere.
+    kernels: Literal["auto", "triton", "torch"] | None = None
+    cuda_graphs: bool | None = None
     num_threads: int | None = Field(None, ge=1)
     timeouts: BuiltinTimeouts = Field(default_factory=BuiltinTimeouts)
     circuit_breaker: CircuitBreaker | None = None

@@ -109,3 +109,18 @@ def test_bench_engine_flags_reach_the_engine_options() -> None:
     assert options["weights"] == "int8" and options["kv_cache_dtype"] == "int8"
     plain = parse_args(["--threads", "1"]).engine_options(enable_prefix_caching=True)
     assert "weights" not in plain and "kv_cache_dtype" not in plain
+
+
+def test_policy_kernel_keys_reach_the_engine_config() -> None:
+    from gateway.config.loader import parse_policy
+
+    text = """
+auth: none
+backends:
+  local: {kind: builtin, kernels: torch, cuda_graphs: false}
+models:
+  m: {backend: local}
+"""
+    backend = parse_policy(text, "p.yaml", {}).backends["local"]
+    options = backend.engine_options()  # type: ignore[union-attr]
+    assert (options["kernels"], options["cuda_graphs"]) == ("torch", False)
