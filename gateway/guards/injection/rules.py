@@ -70,7 +70,7 @@ _EARLIER = (
 _RULES_NOUN = (
     r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|commands|orders"
     r"|programming|constraints|restrictions|guardrails|policies|safeguards|system prompt"
-    r"|context|training|conditioning|guidance|persona|role|settings)"
+    r"|context|training|conditioning|guidance|persona|role)"
 )
 _REVEAL = (
     r"(?:repeat|print|output|show|reveal|display|tell|write out|give|spell out|dump|leak|echo"
@@ -83,7 +83,7 @@ _IGNORE_KEYS = _keys(
 _NOUN_KEYS = _keys(
     "instruction instructions prompt prompts direction directions directive directives rules"
     " guidelines commands orders programming constraints restrictions guardrails policies"
-    " safeguards context training conditioning guidance persona role settings"
+    " safeguards context training conditioning guidance persona role"
 )
 _AI_KEYS = _keys(
     "ai assistant model llm chatbot bot gpt chatgpt agent language assistants models llms"
@@ -240,8 +240,12 @@ RULES: tuple[Rule, ...] = (
         "fake_system_message",
         OVERRIDE,
         0.55,
-        r"(?:^|\n) *(?:\[|<|#+ ?)?(?:system|admin|administrator|developer|root)"
-        r"(?: message| prompt| override| instruction| note| notice)?(?:\]|>)? ?:"
+        r"(?:^|\n) *(?:(?:\[|<|#+ ?)(?:system|admin|administrator|developer|root)"
+        r"(?: message| prompt| override| instruction| note| notice)?"
+        # Bare "Admin:" or "Developer:" starts ordinary notes; bare "System:" is a fake turn.
+        r"|system(?: message| prompt| override| instruction| note| notice)?"
+        r"|(?:admin|administrator|developer|root) (?:message|prompt|override|instruction))"
+        r"(?:\]|>)? ?:"
         r"|\[(?:system|admin) (?:override|message|instruction)\]"
         r"|(?:^|\n) *\[(?:system|admin|developer)\]",
         keys=("system admin administrator developer root",),
