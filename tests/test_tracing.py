@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -43,6 +44,18 @@ def _post(server: ServerThread, body: dict, headers: dict | None = None) -> http
     return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers)
 
 
+def _finished(exporter: InMemorySpanExporter) -> tuple[ReadableSpan, ...]:
+    """The spans once the request's server span has ended: the gateway ends it after the last
+    byte went out, so the client can see the answer a moment before."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        spans = exporter.get_finished_spans()
+        if any(s.kind is SpanKind.SERVER for s in spans):
+            return spans
+        time.sleep(0.01)
+    return exporter.get_finished_spans()
+
+
 def _tree(spans: tuple[ReadableSpan, ...]) -> tuple[ReadableSpan, dict[str, ReadableSpan]]:
     (root,) = [s for s in spans if s.kind is SpanKind.SERVER]
     children = {s.name: s for s in spans if s.parent and s.parent.span_id == root.context.span_id}
@@ -55,7 +68,7 @@ CHAT = {"model": "gpt-echo", "messages": [{"role": "user", "content": "hi"}]}
 def test_request_span_tree_continues_the_callers_trace(traced, upstream: MockUpstream) -> None:
     server, exporter = traced
     assert _post(server, CHAT, {"traceparent": TRACEPARENT}).status_code == 200
-    root, children = _tree(exporter.get_finished_spans())
+    root, children = _tree(_finished(exporter))
     assert format(root.context.trace_id, "032x") == TRACE_ID
     assert root.parent is not None and format(root.parent.span_id, "016x") == CALLER_SPAN
     assert root.name == "POST /v1/chat/completions"
@@ -73,7 +86,7 @@ def test_stream_keeps_the_upstream_span_open_until_relayed(traced) -> None:
     server, exporter = traced
     response = _post(server, {**CHAT, "stream": True})
     assert response.status_code == 200 and "[DONE]" in response.text
-    root, children = _tree(exporter.get_finished_spans())
+    root, children = _tree(_finished(exporter))
     upstream = children["upstream"]
     assert upstream.end_time is not None and root.end_time is not None
     assert upstream.end_time <= root.end_time
@@ -85,7 +98,7 @@ def test_rejected_request_is_one_span_with_its_status(traced) -> None:
     server, exporter = traced
     response = httpx.post(f"{server.url}/v1/chat/completions", json=CHAT)
     assert response.status_code == 401
-    root, children = _tree(exporter.get_finished_spans())
+    root, children = _tree(_finished(exporter))
     assert root.attributes["http.response.status_code"] == 401
     assert "upstream" not in children
     assert children["auth"].status.status_code.name == "ERROR"
