@@ -7,17 +7,17 @@ text planted for a model to read (tool results, web pages), fake delimiters and 
 
 from __future__ import annotations
 
-from gateway.guards.injection.rules import (
-    _AI,
-    _AI_KEYS,
-    _IGNORE,
-    _IGNORE_KEYS,
+from gateway.guards.injection.rule import (
+    AI,
+    AI_KEYS,
     EXTRACTION,
+    IGNORE,
+    IGNORE_KEYS,
     OVERRIDE,
     ROLEPLAY,
     Rule,
-    _keys,
-    _rule,
+    rule,
+    word_set,
 )
 
 # What a model is told to drop or reveal, beyond the core nouns.
@@ -29,7 +29,7 @@ _LIMITS = (
     r"(?:restrictions|filters?|limits|limitations|censorship|guidelines|guardrails|ethics|morals"
     r"|constraints|boundaries|safeguards|content polic(?:y|ies)|safety (?:rules|training|filters))"
 )
-_LIMIT_KEYS = _keys(
+_LIMIT_KEYS = word_set(
     "restrictions filter filters limits limitations censorship guidelines guardrails ethics morals"
     " constraints boundaries safeguards policy policies safety"
 )
@@ -41,31 +41,31 @@ _TOLD = r"(?:told|instructed|programmed|asked|prompted|configured|given)"
 
 BROAD_RULES: tuple[Rule, ...] = (
     # Instruction override, said another way.
-    _rule(
+    rule(
         "ignore_whatever_you_were_told",
         OVERRIDE,
         0.85,
-        rf"(?:{_IGNORE}|pay no (?:attention|heed|mind) to|stop following) (?:\w+ ){{0,2}}?"
+        rf"(?:{IGNORE}|pay no (?:attention|heed|mind) to|stop following) (?:\w+ ){{0,2}}?"
         rf"(?:whatever|what|anything|everything|all) (?:\w+ )?you (?:were|have been|'ve been|got)"
         rf" (?:\w+ )?{_TOLD}",
-        keys=(_IGNORE_KEYS | _keys("pay stop"), "you", "told instructed programmed asked given"),
+        keys=(IGNORE_KEYS | word_set("pay stop"), "you", "told instructed programmed asked given"),
     ),
-    _rule(
+    rule(
         "ignore_the_system_message",
         OVERRIDE,
         0.8,
-        rf"{_IGNORE} (?:all |any )?(?:of )?(?:the |your |my |this )?(?:\w+ ){{0,2}}?(?:system"
+        rf"{IGNORE} (?:all |any )?(?:of )?(?:the |your |my |this )?(?:\w+ ){{0,2}}?(?:system"
         r"|developer|initial|original|hidden|secret) (?:message|configuration|config)"
         r"|(?:pay no (?:attention|heed|mind) to|stop (?:following|obeying|listening to))"
         r" (?:all |any )?(?:of )?(?:the |your |my |these |those )?(?:\w+ ){0,2}?(?:instructions"
         r"|directives|guidelines|prompts?|rules|guidance|programming|system message)",
         keys=(
-            _IGNORE_KEYS | _keys("pay stop"),
+            IGNORE_KEYS | word_set("pay stop"),
             "message configuration config instructions directives guidelines prompt prompts rules"
             " guidance programming",
         ),
     ),
-    _rule(
+    rule(
         "old_rules_were_a_test",
         OVERRIDE,
         0.6,
@@ -81,7 +81,7 @@ BROAD_RULES: tuple[Rule, ...] = (
             " cancelled canceled void revoked replaced overridden",
         ),
     ),
-    _rule(
+    rule(
         "system_override",
         OVERRIDE,
         0.6,
@@ -94,7 +94,7 @@ BROAD_RULES: tuple[Rule, ...] = (
             "override mode access privileges",
         ),
     ),
-    _rule(
+    rule(
         "enter_admin_mode",
         OVERRIDE,
         0.45,
@@ -102,7 +102,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         r"|god|superuser|unrestricted|maintenance) mode",
         keys=("mode", "enter activate enable switch unlock go"),
     ),
-    _rule(
+    rule(
         "respond_only_with",
         OVERRIDE,
         0.3,
@@ -112,28 +112,28 @@ BROAD_RULES: tuple[Rule, ...] = (
         keys=("only just solely nothing sole one",),
     ),
     # Personas: an AI without limits.
-    _rule(
+    rule(
         "ai_without_limits",
         ROLEPLAY,
         0.6,
-        rf"{_AI}s? (?:\w+ ){{0,3}}?{_NO} (?:any |all |the |its |ethical |moral |content "
+        rf"{AI}s? (?:\w+ ){{0,3}}?{_NO} (?:any |all |the |its |ethical |moral |content "
         rf"|safety )*{_LIMITS}",
-        keys=(_AI_KEYS, _LIMIT_KEYS),
+        keys=(AI_KEYS, _LIMIT_KEYS),
     ),
-    _rule(
+    rule(
         "as_an_unfiltered_ai",
         ROLEPLAY,
         0.7,
         r"(?:as|be|become|like|simulate|emulate|impersonate) (?:an? |the |your )?"
         r"(?:completely |totally )?"
         r"(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|unaligned|unmoderated|unchained"
-        rf"|unshackled|unbound) (?:\w+ )?(?:{_AI}|version|persona|character|entity|self)",
+        rf"|unshackled|unbound) (?:\w+ )?(?:{AI}|version|persona|character|entity|self)",
         keys=(
             "unrestricted unfiltered uncensored jailbroken amoral unaligned unmoderated unchained"
             " unshackled unbound",
         ),
     ),
-    _rule(
+    rule(
         "respond_without_filters",
         ROLEPLAY,
         0.6,
@@ -147,7 +147,7 @@ BROAD_RULES: tuple[Rule, ...] = (
             " policy policies guidelines rules training",
         ),
     ),
-    _rule(
+    rule(
         "you_are_freed",
         ROLEPLAY,
         0.75,
@@ -157,7 +157,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         r"|constraints|shackles|chains|censorship|policies|training|guardrails|safeguards)",
         keys=("freed liberated released unshackled unchained free exempt exempted", "you"),
     ),
-    _rule(
+    rule(
         "your_limits_are_gone",
         ROLEPLAY,
         0.6,
@@ -174,7 +174,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         ),
     ),
     # System prompt extraction.
-    _rule(
+    rule(
         "what_were_you_told",
         EXTRACTION,
         0.6,
@@ -186,7 +186,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         r"|deployers?|openai|anthropic|they) (?:tell|instruct|ask|program) you",
         keys=("what", "told instructed programmed asked prompted configured given tell instruct"),
     ),
-    _rule(
+    rule(
         "instructions_the_developer_gave_you",
         EXTRACTION,
         0.6,
@@ -198,7 +198,7 @@ BROAD_RULES: tuple[Rule, ...] = (
             "gave give wrote set provided told sent",
         ),
     ),
-    _rule(
+    rule(
         "contents_of_your_prompt",
         EXTRACTION,
         0.6,
@@ -208,7 +208,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         r"|system message|configuration|rules|guidelines)",
         keys=("your", "prompt instructions message configuration guidelines rules"),
     ),
-    _rule(
+    rule(
         "reveal_your_configuration",
         EXTRACTION,
         0.7,
@@ -225,20 +225,20 @@ BROAD_RULES: tuple[Rule, ...] = (
         ),
     ),
     # Text planted for a model to read: tool results, web pages, documents.
-    _rule(
+    rule(
         "ai_reading_this",
         OVERRIDE,
         0.6,
-        rf"{_AI}s? (?:that is |who is |currently |now )?(?:reading|processing|summari[sz]ing"
+        rf"{AI}s? (?:that is |who is |currently |now )?(?:reading|processing|summari[sz]ing"
         r"|parsing|analy[sz]ing|crawling|browsing|scraping|indexing) (?:this|these)"
         r"(?: \w+)? ?[:,-]",
         keys=(
-            _AI_KEYS,
+            AI_KEYS,
             "reading processing summarizing summarising parsing analyzing analysing crawling"
             " browsing scraping indexing",
         ),
     ),
-    _rule(
+    rule(
         "when_summarizing_instead",
         OVERRIDE,
         0.6,
@@ -252,15 +252,15 @@ BROAD_RULES: tuple[Rule, ...] = (
             "instead tell inform mention claim insist",
         ),
     ),
-    _rule(
+    rule(
         "comment_to_the_ai",
         OVERRIDE,
         0.5,
-        rf"<!--[^>]{{0,200}}?(?:{_AI}|you must|ignore|disregard|instead)",
+        rf"<!--[^>]{{0,200}}?(?:{AI}|you must|ignore|disregard|instead)",
         keys=(),
     ),
     # Fake delimiters and chat-template markup.
-    _rule(
+    rule(
         "fake_role_tags",
         OVERRIDE,
         0.7,
@@ -268,14 +268,14 @@ BROAD_RULES: tuple[Rule, ...] = (
         r"|instructions?|developer)(?=>)",
         keys=("system assistant admin instructions instruction developer",),
     ),
-    _rule(
+    rule(
         "role_tag",
         OVERRIDE,
         0.4,
         r"<(?:system|admin|developer|instructions)(?=>)",
         keys=("system admin developer instructions",),
     ),
-    _rule(
+    rule(
         "end_of_input_marker",
         OVERRIDE,
         0.5,
@@ -284,7 +284,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         r" ?(?:-{2,}|={2,}|#{2,}|\*{2,}|\]|>)",
         keys=("end begin start", "input message query prompt document context data instructions"),
     ),
-    _rule(
+    rule(
         "role_after_delimiter",
         OVERRIDE,
         0.5,
@@ -292,7 +292,7 @@ BROAD_RULES: tuple[Rule, ...] = (
         keys=("system admin developer instructions",),
     ),
     # Payload splitting: an attack built from parts, then run.
-    _rule(
+    rule(
         "combine_the_parts_and_follow",
         OVERRIDE,
         0.6,

@@ -18,7 +18,7 @@ from gateway.guards.injection.broad_rules import BROAD_RULES
 from gateway.guards.injection.decoding import decoded_segments
 from gateway.guards.injection.folding import LEET, despace, fold, has_leet, word_set
 from gateway.guards.injection.paraphrase_rules import PARAPHRASE_RULES
-from gateway.guards.injection.rules import OBFUSCATION
+from gateway.guards.injection.rule import OBFUSCATION
 from gateway.guards.injection.rules import RULES as CORE_RULES
 
 # The core table first: rules written against known attacks, then the looser families.

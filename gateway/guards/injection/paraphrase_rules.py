@@ -6,27 +6,27 @@ Each also has a pre-check (its key words), like the rules in rules.py and broad_
 
 from __future__ import annotations
 
-from gateway.guards.injection.rules import (
-    _AI,
+from gateway.guards.injection.rule import (
+    AI,
     EXTRACTION,
     OVERRIDE,
     ROLEPLAY,
     Rule,
-    _keys,
-    _rule,
+    rule,
+    word_set,
 )
 
 _MODEL_TEXT_NOUN = (
     r"(?:instructions|rules|guidelines|directives|prompt|system message|system prompt"
     r"|configuration|programming|preprompt)"
 )
-_MODEL_TEXT_KEYS = _keys(
+_MODEL_TEXT_KEYS = word_set(
     "instructions rules guidelines directives prompt message configuration programming preprompt"
 )
 
 PARAPHRASE_RULES: tuple[Rule, ...] = (
     # Dropping the rules, other verbs.
-    _rule(
+    rule(
         "cancel_prior_instructions",
         OVERRIDE,
         0.8,
@@ -41,7 +41,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             " constraints restrictions",
         ),
     ),
-    _rule(
+    rule(
         "regardless_of_your_rules",
         OVERRIDE,
         0.7,
@@ -55,7 +55,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             "your system model",
         ),
     ),
-    _rule(
+    rule(
         "ignore_ethics",
         OVERRIDE,
         0.75,
@@ -69,7 +69,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             "ethics ethical morals morality moral policy policies safety censorship filters",
         ),
     ),
-    _rule(
+    rule(
         "you_dont_care_about_ethics",
         ROLEPLAY,
         0.6,
@@ -78,7 +78,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         r"|guidelines|policies|restrictions)",
         keys=("care worry", "you"),
     ),
-    _rule(
+    rule(
         "no_rules_anymore",
         ROLEPLAY,
         0.5,
@@ -87,7 +87,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         r" (?:anymore|any more|now|here|for you|in this (?:chat|conversation))",
         keys=("rules restrictions limits filters guidelines censorship boundaries", "there"),
     ),
-    _rule(
+    rule(
         "no_warnings",
         ROLEPLAY,
         0.3,
@@ -96,7 +96,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         keys=("warnings disclaimers caveats moralizing moralising lectures limits",),
     ),
     # Personas: hypothetical, evil, named.
-    _rule(
+    rule(
         "if_you_had_no_rules",
         ROLEPLAY,
         0.6,
@@ -111,16 +111,16 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             " programming",
         ),
     ),
-    _rule(
+    rule(
         "as_an_evil_ai",
         ROLEPLAY,
         0.7,
         r"(?:as|be|become|like|simulate|emulate|impersonate|play) (?:an? |the )?(?:evil|rogue"
         r"|malicious|unethical|unhinged|rebellious|immoral|lawless|sinister)"
-        rf" (?:\w+ )?(?:{_AI}|version of (?:yourself|you|chatgpt|the ai))",
+        rf" (?:\w+ )?(?:{AI}|version of (?:yourself|you|chatgpt|the ai))",
         keys=("evil rogue malicious unethical unhinged rebellious immoral lawless sinister",),
     ),
-    _rule(
+    rule(
         "named_jailbreak_persona",
         ROLEPLAY,
         0.7,
@@ -133,11 +133,11 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             " machiavelli machiavellian norms",
         ),
     ),
-    _rule(
+    rule(
         "persona_who_breaks_rules",
         ROLEPLAY,
         0.6,
-        rf"(?:{_AI}s?|you are \w+,?(?: an?)?(?: \w+)?) (?:who|that|which) (?:\w+ )?"
+        rf"(?:{AI}s?|you are \w+,?(?: an?)?(?: \w+)?) (?:who|that|which) (?:\w+ )?"
         r"(?:doesn't|does not|never|won't|will not|refuses to|can't"
         r"|cannot) (?:follow|obey|care about|respect|have|abide by) (?:any |the )?(?:\w+ )?"
         r"(?:rules|restrictions|guidelines|filters|limits|morals|ethics|policies|boundaries)"
@@ -150,7 +150,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             "follow obey care respect have abide break breaks broke breaking",
         ),
     ),
-    _rule(
+    rule(
         "you_can_do_anything",
         ROLEPLAY,
         0.4,
@@ -160,7 +160,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         keys=("you", "anything not"),
     ),
     # System prompt extraction, asked sideways.
-    _rule(
+    rule(
         "rework_your_instructions",
         EXTRACTION,
         0.65,
@@ -173,7 +173,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             _MODEL_TEXT_KEYS,
         ),
     ),
-    _rule(
+    rule(
         "part_of_your_prompt",
         EXTRACTION,
         0.7,
@@ -185,7 +185,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
             "prompt instructions message context preprompt",
         ),
     ),
-    _rule(
+    rule(
         "what_your_prompt_is",
         EXTRACTION,
         0.55,
@@ -193,7 +193,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         r" (?:is|are|says?|were|reads?|looks? like)",
         keys=("what how", "your", "prompt instructions message preprompt"),
     ),
-    _rule(
+    rule(
         "told_not_to_reveal",
         EXTRACTION,
         0.6,
@@ -203,7 +203,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         r"(?: (?:reveal|share|tell|say|disclose|mention|repeat|show))?",
         keys=("you", "told instructed asked programmed ordered configured"),
     ),
-    _rule(
+    rule(
         "conversation_from_the_start",
         EXTRACTION,
         0.55,
@@ -219,7 +219,7 @@ PARAPHRASE_RULES: tuple[Rule, ...] = (
         ),
     ),
     # Text planted for a model to act on behind the user's back.
-    _rule(
+    rule(
         "hide_it_from_the_user",
         OVERRIDE,
         0.6,

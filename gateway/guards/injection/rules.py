@@ -1,145 +1,69 @@
-"""The rule table of the heuristic prompt-injection detector (see heuristics.py).
-
-Each rule is a weighted pattern over folded text (folding.py): instruction override, role-play
-jailbreaks, system-prompt extraction. A space in a pattern is a word gap of up to three
-non-letters or none (spelled-out letters are joined before matching); a quantified space
-("a ?b") is plain optional whitespace. Weights say how sure one match alone makes us.
+"""The core rule table of the heuristic prompt-injection detector (see heuristics.py): rules
+written against known attacks. The rule type and the shared vocabulary are in rule.py.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-OVERRIDE = "override"
-ROLEPLAY = "roleplay"
-EXTRACTION = "extraction"
-OBFUSCATION = "obfuscation"
-
-# Between two words: spaces or punctuation, or nothing at all once spelled-out letters are joined.
-_ = r"[\W_]{0,3}"
-_QUANTIFIED_SPACE = re.compile(r" (?=[*+?{])")
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    name: str
-    category: str
-    weight: float
-    pattern: re.Pattern[str]
-    # Word groups: a text the rule can match holds a word of every group. Checking that first
-    # is cheap, and spares most texts most patterns.
-    keys: tuple[frozenset[str], ...]
-
-    def may_match(self, words: set[str]) -> bool:
-        return all(not group.isdisjoint(words) for group in self.keys)
-
-    def matches(self, folded: str) -> Iterator[int]:
-        """Where in `folded` the rule matches, at a word's start."""
-        for match in self.pattern.finditer(folded):
-            start = match.start()
-            if start == 0 or not folded[start - 1].isalnum() or not folded[start].isalnum():
-                yield start
-
-
-def _keys(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
-
-def _rule(
-    name: str, category: str, weight: float, pattern: str, keys: tuple[str | frozenset[str], ...]
-) -> Rule:
-    # A space is a word gap; a quantified space ("a ?b") is plain optional whitespace.
-    source = _QUANTIFIED_SPACE.sub(r"\\s", pattern).replace(" ", _)
-    # No look-behind in front: a pattern that starts with its words lets the regex engine skip
-    # straight to where their first letters are. `Rule.matches` checks the left edge instead.
-    compiled = re.compile(rf"(?:{source})(?![a-z0-9])")
-    groups = tuple(_keys(group) if isinstance(group, str) else group for group in keys)
-    return Rule(name, category, weight, compiled, groups)
-
-
-_IGNORE = (
-    r"(?:ignore|disregard|forget|skip|bypass|override|overlook|abandon|neglect|discard|erase|drop"
-    r"|set aside|put aside|throw out|throw away|ditch|scrap|never ?mind)"
+from gateway.guards.injection.rule import (
+    AI,
+    AI_KEYS,
+    EARLIER,
+    EXTRACTION,
+    IGNORE,
+    IGNORE_KEYS,
+    LIMIT_KEYS,
+    NOUN_KEYS,
+    OVERRIDE,
+    REVEAL,
+    REVEAL_KEYS,
+    ROLEPLAY,
+    RULES_NOUN,
+    Rule,
+    rule,
+    word_set,
 )
-_EARLIER = (
-    r"(?:previous|prior|preceding|above|earlier|former|original|initial|foregoing|old|existing"
-    r"|system|default|given|current|your|all)"
-)
-_RULES_NOUN = (
-    r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|commands|orders"
-    r"|programming|constraints|restrictions|guardrails|policies|safeguards|system prompt"
-    r"|context|training|conditioning|guidance|persona|role)"
-)
-_REVEAL = (
-    r"(?:repeat|print|output|show|reveal|display|tell|write out|give|spell out|dump|leak|echo"
-    r"|copy|paste|recite|share|list|disclose|type out|return)"
-)
-_IGNORE_KEYS = _keys(
-    "ignore disregard forget skip bypass override overlook abandon neglect discard erase drop"
-    " aside throw ditch scrap nevermind mind"
-)
-_NOUN_KEYS = _keys(
-    "instruction instructions prompt prompts direction directions directive directives rules"
-    " guidelines commands orders programming constraints restrictions guardrails policies"
-    " safeguards context training conditioning guidance persona role"
-)
-_AI_KEYS = _keys(
-    "ai assistant model llm chatbot bot gpt chatgpt agent language assistants models llms"
-    " chatbots bots agents"
-)
-_REVEAL_KEYS = _keys(
-    "repeat print output show reveal display tell write give spell dump leak echo copy paste"
-    " recite share list disclose type return"
-)
-_LIMIT_KEYS = _keys(
-    "restrictions rules limits limitations filters guidelines ethics morals policies programming"
-    " constraints censorship"
-)
-_AI = r"(?:(?:ai |llm )?(?:ai|assistant|model|llm|chatbot|bot|gpt|chatgpt|agent|language model))"
 
 RULES: tuple[Rule, ...] = (
     # Instruction override.
-    _rule(
+    rule(
         "ignore_previous_instructions",
         OVERRIDE,
         0.9,
-        rf"{_IGNORE} (?:all |any |every )?(?:of )?(?:the |your |my |these |those |this )?"
-        rf"(?:{_EARLIER} )?(?:\w+ )?{_RULES_NOUN}",
-        keys=(_IGNORE_KEYS, _NOUN_KEYS),
+        rf"{IGNORE} (?:all |any |every )?(?:of )?(?:the |your |my |these |those |this )?"
+        rf"(?:{EARLIER} )?(?:\w+ )?{RULES_NOUN}",
+        keys=(IGNORE_KEYS, NOUN_KEYS),
     ),
-    _rule(
+    rule(
         "ignore_everything_before",
         OVERRIDE,
         0.85,
-        rf"{_IGNORE} (?:about )?(?:everything|anything|all|what) (?:\w+ ){{0,3}}?"
+        rf"{IGNORE} (?:about )?(?:everything|anything|all|what) (?:\w+ ){{0,3}}?"
         r"(?:above|before|previously|so far|earlier|you (?:were|have been|'ve been)"
         r" (?:told|given|instructed|taught))",
         keys=(
-            _IGNORE_KEYS,
+            IGNORE_KEYS,
             "everything anything all what",
             "above before previously far earlier told given instructed taught",
         ),
     ),
-    _rule(
+    rule(
         "ignore_the_above",
         OVERRIDE,
         0.75,
-        rf"{_IGNORE} (?:all )?(?:of )?(?:the )?(?:above|previous|prior|preceding)"
+        rf"{IGNORE} (?:all )?(?:of )?(?:the )?(?:above|previous|prior|preceding)"
         r"(?=\s*(?:[.,;:!]|and\s|then\s|$))",
-        keys=(_IGNORE_KEYS, "above previous prior preceding"),
+        keys=(IGNORE_KEYS, "above previous prior preceding"),
     ),
-    _rule(
+    rule(
         "do_not_follow_instructions",
         OVERRIDE,
         0.85,
         r"(?:do not|don't|dont|stop|no longer|never)"
         r" (?:follow|obey|adhere to|comply with|listen to)"
-        rf" (?:any |the |your )?(?:{_EARLIER} )?{_RULES_NOUN}",
-        keys=("follow obey adhere comply listen", _NOUN_KEYS),
+        rf" (?:any |the |your )?(?:{EARLIER} )?{RULES_NOUN}",
+        keys=("follow obey adhere comply listen", NOUN_KEYS),
     ),
-    _rule(
+    rule(
         "disable_safety",
         OVERRIDE,
         0.85,
@@ -155,23 +79,23 @@ RULES: tuple[Rule, ...] = (
             ),
         ),
     ),
-    _rule(
+    rule(
         "rules_are_void",
         OVERRIDE,
         0.8,
-        rf"(?:your |all |the )?(?:{_EARLIER} )?{_RULES_NOUN}"
+        rf"(?:your |all |the )?(?:{EARLIER} )?{RULES_NOUN}"
         r" (?:no longer apply|(?:are|is|have been)"
         r" (?:now )?(?:void|cancell?ed|revoked|null|lifted|suspended|outdated|overridden)"
         r"|(?:don't|do not) (?:apply|matter) (?:anymore|any more|now))",
         keys=(
-            _NOUN_KEYS,
+            NOUN_KEYS,
             (
                 "longer void cancelled canceled revoked null lifted suspended"
                 " outdated overridden apply matter"
             ),
         ),
     ),
-    _rule(
+    rule(
         "obey_user_over_system",
         OVERRIDE,
         0.8,
@@ -181,7 +105,7 @@ RULES: tuple[Rule, ...] = (
         r"|previous|operator)",
         keys=("obey follow prioritize prioritise listen", "over instead rather above"),
     ),
-    _rule(
+    rule(
         "must_comply_with_everything",
         OVERRIDE,
         0.6,
@@ -190,22 +114,22 @@ RULES: tuple[Rule, ...] = (
         r"|questions?)",
         keys=("comply obey follow fulfil fulfill answer", "every all any", "must will shall"),
     ),
-    _rule(
+    rule(
         "ignore_the_user",
         OVERRIDE,
         0.75,
-        rf"{_IGNORE} (?:what )?(?:the user|the user's|the human|the customer)"
+        rf"{IGNORE} (?:what )?(?:the user|the user's|the human|the customer)"
         r"(?: \w+)? (?:asked|question|request|says|said|wants|message)",
-        keys=(_IGNORE_KEYS, "user human customer"),
+        keys=(IGNORE_KEYS, "user human customer"),
     ),
-    _rule(
+    rule(
         "never_refuse",
         ROLEPLAY,
         0.4,
         r"(?:never|not|don't|do not|without) (?:ever )?refus(?:e|es|ed|ing|al|als)",
         keys=("refuse refuses refused refusing refusal refusals",),
     ),
-    _rule(
+    rule(
         "new_instructions",
         OVERRIDE,
         0.55,
@@ -220,7 +144,7 @@ RULES: tuple[Rule, ...] = (
             "new updated real actual revised true",
         ),
     ),
-    _rule(
+    rule(
         "from_now_on",
         OVERRIDE,
         0.35,
@@ -228,7 +152,7 @@ RULES: tuple[Rule, ...] = (
         r" you (?:will|must|are)",
         keys=("now conversation", "you"),
     ),
-    _rule(
+    rule(
         "chat_template_tokens",
         OVERRIDE,
         0.7,
@@ -236,7 +160,7 @@ RULES: tuple[Rule, ...] = (
         r"|<<sys>>|\[/?inst\]|<\|endoftext\|>|<\|eot_id\|>",
         keys=(),
     ),
-    _rule(
+    rule(
         "fake_system_message",
         OVERRIDE,
         0.55,
@@ -250,30 +174,30 @@ RULES: tuple[Rule, ...] = (
         r"|(?:^|\n) *\[(?:system|admin|developer)\]",
         keys=("system admin administrator developer root",),
     ),
-    _rule(
+    rule(
         "addressed_to_the_ai",
         OVERRIDE,
         0.5,
         rf"(?:note|message|instructions?|attention|hidden text) (?:to|for) (?:the |all |any )?"
-        rf"{_AI}s?(?: \w+){{0,3}} ?:|(?:attention|dear|hey|hello) {_AI}s? ?[:,]"
-        rf"|if you are an? {_AI} (?:\w+ )?(?:reading|processing|summari[sz]ing) this"
-        rf"|{_AI}s? (?:\w+ )?(?:reading|processing|summari[sz]ing) this (?:\w+ )?(?:must|should)",
+        rf"{AI}s?(?: \w+){{0,3}} ?:|(?:attention|dear|hey|hello) {AI}s? ?[:,]"
+        rf"|if you are an? {AI} (?:\w+ )?(?:reading|processing|summari[sz]ing) this"
+        rf"|{AI}s? (?:\w+ )?(?:reading|processing|summari[sz]ing) this (?:\w+ )?(?:must|should)",
         keys=(
-            _AI_KEYS,
+            AI_KEYS,
             (
                 "note message instruction instructions attention hidden dear hey"
                 " hello if reading processing summarizing summarising"
             ),
         ),
     ),
-    _rule(
+    rule(
         "hidden_comment_to_the_ai",
         OVERRIDE,
         0.6,
-        rf"<!-- ?(?:{_AI}|system|admin|instructions?)",
+        rf"<!-- ?(?:{AI}|system|admin|instructions?)",
         keys=(),
     ),
-    _rule(
+    rule(
         "exfiltrate_data",
         OVERRIDE,
         0.6,
@@ -290,7 +214,7 @@ RULES: tuple[Rule, ...] = (
             ),
         ),
     ),
-    _rule(
+    rule(
         "decode_and_obey",
         OVERRIDE,
         0.6,
@@ -299,21 +223,21 @@ RULES: tuple[Rule, ...] = (
         keys=("decode decrypt translate reverse", "follow obey execute do run carry"),
     ),
     # Role play and jailbreak personas.
-    _rule(
+    rule(
         "do_anything_now",
         ROLEPLAY,
         0.85,
         r"do anything now|dan mode|dan jailbreak",
         keys=("anything dan", "now mode jailbreak"),
     ),
-    _rule(
+    rule(
         "you_are_dan",
         ROLEPLAY,
         0.75,
         r"(?:you are|you're|act as|pretend to be|roleplay as|become) (?:now )?(?:a )?dan",
         keys=("dan",),
     ),
-    _rule(
+    rule(
         "special_mode_on",
         ROLEPLAY,
         0.75,
@@ -330,7 +254,7 @@ RULES: tuple[Rule, ...] = (
             ),
         ),
     ),
-    _rule(
+    rule(
         "enable_developer_mode",
         ROLEPLAY,
         0.4,
@@ -338,7 +262,7 @@ RULES: tuple[Rule, ...] = (
         r" mode",
         keys=("mode", "developer dev god debug sudo", "enable activate enter switch turn"),
     ),
-    _rule(
+    rule(
         "pretend_no_restrictions",
         ROLEPLAY,
         0.85,
@@ -346,9 +270,9 @@ RULES: tuple[Rule, ...] = (
         r"|were) (?:no|not bound by|free (?:of|from)|without|unbound by|released from|exempt from)"
         r" (?:any |all |your |the )?(?:\w+ )?(?:restrictions|rules|limits|limitations|filters"
         r"|guidelines|ethics|morals|policies|programming|constraints|censorship)",
-        keys=("pretend imagine act assume suppose behave", _LIMIT_KEYS),
+        keys=("pretend imagine act assume suppose behave", LIMIT_KEYS),
     ),
-    _rule(
+    rule(
         "you_without_limits",
         ROLEPLAY,
         0.7,
@@ -356,36 +280,36 @@ RULES: tuple[Rule, ...] = (
         r"|free (?:of|from)|not bound by|unbound by|released from) (?:\w+ ){0,2}?(?:restrictions"
         r"|rules|limits|limitations|filters|guidelines|ethics|morals|policies|programming"
         r"|constraints|censorship|safety training|alignment)",
-        keys=(_LIMIT_KEYS | _keys("training alignment"), "you"),
+        keys=(LIMIT_KEYS | word_set("training alignment"), "you"),
     ),
-    _rule(
+    rule(
         "deceased_relative",
         ROLEPLAY,
         0.55,
         r"(?:act|pretend|roleplay|play) (?:to be |as )?my (?:late|deceased|dead) \w+ who",
         keys=("late deceased dead", "my"),
     ),
-    _rule(
+    rule(
         "without_restrictions",
         ROLEPLAY,
         0.5,
         r"(?:no|without|free from|unbound by|not bound by|ignoring) (?:any |all )?(?:moral |ethical"
         r" |content |safety )?(?:restrictions|limitations|filters|censorship|guidelines|rules"
         r"|constraints|policies) (?:whatsoever|at all|of any kind|anymore|apply)",
-        keys=(_LIMIT_KEYS, "whatsoever all kind anymore apply"),
+        keys=(LIMIT_KEYS, "whatsoever all kind anymore apply"),
     ),
-    _rule(
+    rule(
         "unrestricted_persona",
         ROLEPLAY,
         0.75,
         r"(?:act as|you are|you're|become|play|pretend to be|roleplay as) (?:now )?(?:an? )?"
         r"(?:unrestricted|unfiltered|uncensored|jailbroken|evil|amoral|unethical|rogue|unaligned)"
-        rf" (?:version of (?:yourself|chatgpt|the ai)|{_AI}|persona|character)",
+        rf" (?:version of (?:yourself|chatgpt|the ai)|{AI}|persona|character)",
         keys=(
             ("unrestricted unfiltered uncensored jailbroken evil amoral unethical rogue unaligned"),
         ),
     ),
-    _rule(
+    rule(
         "no_longer_an_ai",
         ROLEPLAY,
         0.6,
@@ -396,28 +320,28 @@ RULES: tuple[Rule, ...] = (
         r"|restrictions|content policy|openai'?s? polic)",
         keys=("longer follow obey abide respect",),
     ),
-    _rule(
+    rule(
         "you_are_now",
         ROLEPLAY,
         0.3,
         r"you are now|you're now|you will now act as",
         keys=("now", "you"),
     ),
-    _rule(
+    rule(
         "stay_in_character",
         ROLEPLAY,
         0.3,
         r"stay in character|never break character|do not break character|don't break character",
         keys=("character",),
     ),
-    _rule(
+    rule(
         "jailbreak_tag",
         ROLEPLAY,
         0.6,
         r"\[\W{0,3}jailbreak\W{0,3}\]|\[\W{0,3}classic\W{0,3}\]|jailbroken response",
         keys=("jailbreak classic jailbroken",),
     ),
-    _rule(
+    rule(
         "claims_authority",
         ROLEPLAY,
         0.5,
@@ -432,16 +356,16 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     # System prompt extraction.
-    _rule(
+    rule(
         "reveal_system_prompt",
         EXTRACTION,
         0.8,
-        rf"(?:{_REVEAL}|what (?:is|are|was|were)|what's) (?:me |us )?(?:what )?(?:all |back )?"
+        rf"(?:{REVEAL}|what (?:is|are|was|were)|what's) (?:me |us )?(?:what )?(?:all |back )?"
         r"(?:your|the) (?:full |exact |entire |complete |original |hidden |secret |initial )*"
         r"(?:system|initial|hidden|secret|internal|developer|original|pre|base|starting)"
         r"(?: prompt| instructions| message| rules| configuration| directives| guidelines)",
         keys=(
-            _REVEAL_KEYS | _keys("what whats"),
+            REVEAL_KEYS | word_set("what whats"),
             (
                 "system initial hidden secret internal developer original pre"
                 " preprompt base starting"
@@ -449,18 +373,18 @@ RULES: tuple[Rule, ...] = (
             ("prompt instructions message rules configuration directives guidelines preprompt"),
         ),
     ),
-    _rule(
+    rule(
         "repeat_text_above",
         EXTRACTION,
         0.8,
-        rf"{_REVEAL} (?:me |us )?(?:back )?(?:all |the |your |every |of )*(?:\w+ )?"
+        rf"{REVEAL} (?:me |us )?(?:back )?(?:all |the |your |every |of )*(?:\w+ )?"
         r"(?:text|words|content|everything|instructions|prompt|messages?|lines|tokens|sentences)"
         r" (?:(?:that )?(?:appears? |appeared |came |comes |is |was |written "
         r"|you (?:were|have been) given )?(?:above|before|preceding|prior to)|so far"
         r"|at the (?:start|beginning|top)"
         r"|you (?:were|have been) given)",
         keys=(
-            _REVEAL_KEYS,
+            REVEAL_KEYS,
             (
                 "text words content everything instructions prompt message messages"
                 " lines tokens sentences"
@@ -468,7 +392,7 @@ RULES: tuple[Rule, ...] = (
             "above before preceding prior far start beginning top given",
         ),
     ),
-    _rule(
+    rule(
         "first_words_of_your_prompt",
         EXTRACTION,
         0.75,
@@ -477,7 +401,7 @@ RULES: tuple[Rule, ...] = (
         r"(?:prompt|instructions)",
         keys=("first last opening", "prompt instructions"),
     ),
-    _rule(
+    rule(
         "instructions_you_were_given",
         EXTRACTION,
         0.55,
@@ -492,7 +416,7 @@ RULES: tuple[Rule, ...] = (
             "you",
         ),
     ),
-    _rule(
+    rule(
         "mentions_your_system_prompt",
         EXTRACTION,
         0.45,
@@ -503,7 +427,7 @@ RULES: tuple[Rule, ...] = (
             "prompt instructions message",
         ),
     ),
-    _rule(
+    rule(
         "verbatim",
         EXTRACTION,
         0.3,
@@ -512,19 +436,19 @@ RULES: tuple[Rule, ...] = (
         r"|verbatim",
         keys=("verbatim exactly word",),
     ),
-    _rule(
+    rule(
         "print_your_instructions",
         EXTRACTION,
         0.7,
-        rf"{_REVEAL} (?:me |us )?(?:all |back )?your (?:instructions|rules|guidelines|directives"
+        rf"{REVEAL} (?:me |us )?(?:all |back )?your (?:instructions|rules|guidelines|directives"
         r"|prompt|configuration|programming)",
         keys=(
-            _REVEAL_KEYS,
+            REVEAL_KEYS,
             "your",
             ("instructions rules guidelines directives prompt configuration programming"),
         ),
     ),
-    _rule(
+    rule(
         "what_are_your_instructions",
         EXTRACTION,
         0.45,
@@ -535,7 +459,7 @@ RULES: tuple[Rule, ...] = (
             ("instructions rules guidelines directives instructed programmed prompted"),
         ),
     ),
-    _rule(
+    rule(
         "starting_with_you_are",
         EXTRACTION,
         0.5,
