@@ -6,111 +6,24 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client import Metric, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.audit.chains import read_log
 from gateway.cli import main
 from gateway.worker_metrics import SharedMetrics
-from tests.conftest import KEYS_ENV, policy_yaml
+from tests.conftest import policy_yaml
 from tests.support.mock_upstream import MockUpstream
-from tests.support.processes import AUTH, REPO, wait_until
+from tests.support.processes import wait_until
 from tests.support.servers import free_port
-
-WORKERS = 2
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-class Workers:
-    """`python -m gateway serve --workers N` in a subprocess, its stderr in a file."""
-
-    def __init__(self, config: Path, folder: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = folder / "stderr.log"
-        # The parent makes its metrics folder under TMPDIR: here, where the test can look.
-        self.tmp = folder / "tmp"
-        self.tmp.mkdir()
-        argv = ["serve", "--config", str(config), "--port", str(self.port)]
-        with self.log.open("w") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", *argv, "--workers", str(WORKERS)],
-                cwd=REPO,
-                env={**os.environ, **KEYS_ENV, **env, "TMPDIR": str(self.tmp)},
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-
-    @property
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def scrape(self) -> Samples:
-        # A new connection each time: any worker may answer.
-        response = httpx.get(f"{self.url}/metrics", timeout=5)
-        assert response.status_code == 200, response.text
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples
-        }
-
-    def wait_all_serving(self) -> None:
-        def serving() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exited with {self.proc.returncode}:\n{self.stderr}")
-            try:
-                return self.scrape().get(("sluice_workers", ())) == WORKERS
-            except httpx.TransportError:
-                return False
-
-        wait_until(serving, f"{WORKERS} workers serve", timeout=60)
-
-    def metrics_dir(self) -> Path:
-        (folder,) = self.tmp.glob("sluice-metrics-*")
-        return folder
-
-    def requests_by_worker(self) -> Counter[str]:
-        """sluice_requests_total per worker pid, read from each worker's own file."""
-        counts: Counter[str] = Counter()
-        for path in self.metrics_dir().glob("counter_*.db"):
-            pid = path.stem.removeprefix("counter_")
-            for family in MultiProcessCollector.merge([str(path)]):
-                for sample in family.samples:
-                    if sample.name == "sluice_requests_total":
-                        counts[pid] += sample.value
-        return counts
-
-    def live_pids(self) -> set[int]:
-        """Workers whose live gauges count: the parent removes a dead worker's file."""
-        files = self.metrics_dir().glob("gauge_livesum_*.db")
-        return {int(path.stem.rsplit("_", 1)[1]) for path in files}
-
-    def models(self) -> list[str]:
-        response = httpx.get(f"{self.url}/v1/models", headers=AUTH, timeout=5)
-        assert response.status_code == 200, response.text
-        return [model["id"] for model in response.json()["data"]]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
+from tests.support.workers import WORKERS, Samples, Workers, chat
 
 
 def value(samples: Samples, name: str, labels: tuple[tuple[str, str], ...]) -> float:
@@ -162,13 +75,6 @@ def workers(mock: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield gateway
     finally:
         gateway.stop()
-
-
-def chat(url: str, model: str, stream: bool = False) -> int:
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    # httpx.post opens a new connection per call: the kernel hands each to either worker.
-    response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=AUTH, timeout=10)
-    return response.status_code
 
 
 def test_every_scrape_counts_the_requests_of_all_workers(workers: Workers) -> None:
@@ -346,57 +252,6 @@ def test_what_workers_cannot_share_is_refused_at_start(
     assert "ratelimit.store: memory" in stderr
     assert "audit" not in stderr  # each worker writes its own chain
     assert not (tmp_path / "audit").exists()
-
-
-def audit_records(directory: Path) -> int:
-    return sum(1 for _ in read_log(directory)) if directory.is_dir() else 0
-
-
-def test_each_worker_writes_its_own_audit_chain_and_its_replacement_continues_it(
-    mock: MockUpstream,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    audit = tmp_path / "audit"
-    config = tmp_path / "policy.yaml"
-    config.write_text(policy_yaml(mock.base_url) + f"audit: {{dir: '{audit}'}}\n")
-    key = {"SLUICE_AUDIT_HMAC_KEY": "workers-audit-key"}
-    gateway = Workers(config, tmp_path, key)
-    sent = 0
-    try:
-        gateway.wait_all_serving()
-        # Until both workers have records (each request is a new connection: either may get it).
-        while sent < 40 and not (sent >= 6 and all(audit_records(audit / w) for w in ("w0", "w1"))):
-            assert chat(gateway.url, "gpt-echo", stream=sent % 3 == 0) == 200
-            sent += 1
-        wait_until(lambda: audit_records(audit) == sent, "every request's record is written")
-        assert all(audit_records(audit / w) for w in ("w0", "w1")), "one worker served all"
-
-        # A crash: its open segment stays unsealed until a worker with its index starts.
-        victim = next(iter(gateway.live_pids()))
-        os.kill(victim, signal.SIGKILL)
-        wait_until(
-            lambda: len(gateway.live_pids()) == WORKERS and victim not in gateway.live_pids(),
-            "the supervisor replaced the killed worker",
-            timeout=30,
-        )
-        wait_until(lambda: "left open by an unclean stop" in gateway.stderr, "its chain recovered")
-        for _ in range(6):
-            assert chat(gateway.url, "gpt-echo") == 200
-            sent += 1
-    finally:
-        assert gateway.stop() == 0, gateway.stderr
-
-    # The replacement took the dead worker's folder: no third chain.
-    assert sorted(path.name for path in audit.iterdir()) == ["w0", "w1"]
-    monkeypatch.setenv("SLUICE_AUDIT_HMAC_KEY", key["SLUICE_AUDIT_HMAC_KEY"])
-    assert main(["audit", "verify", "--dir", str(audit)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"OK: 2 chains, {sent} records verified\n"), out
-    assert out.count("HMAC checked") == 2 and "open segment" not in out  # all sealed
-    ids = [line.value["request_id"] for line in read_log(audit)]
-    assert len(ids) == len(set(ids)) == sent
 
 
 def test_workers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
