@@ -80,46 +80,46 @@ class SmoothWeighted:
         return best
 
 
-class LeastOutstanding:
-    """The least loaded replica; ties go round robin so idle replicas share the work."""
+class _LowestCost:
+    """The replica of lowest `cost`; ties go round robin so idle replicas share the work."""
 
     __slots__ = ("_next",)
 
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, candidates: Sequence[Load]) -> Load:
-        self._next += 1
-        count = len(candidates)
-        best = candidates[self._next % count]
-        best_load = load_of(best)
-        for offset in range(1, count):
-            replica = candidates[(self._next + offset) % count]
-            load = load_of(replica)
-            if load < best_load:
-                best, best_load = replica, load
-        return best
-
-
-class PeakEwma:
-    """Finagle's peak EWMA: latency times (load + 1); a replica with no sample yet is tried."""
-
-    __slots__ = ("_next",)
-
-    def __init__(self) -> None:
-        self._next = 0
+    def cost(self, replica: Load) -> float:
+        raise NotImplementedError
 
     def choose(self, candidates: Sequence[Load]) -> Load:
         self._next += 1
         count = len(candidates)
         best = candidates[self._next % count]
-        best_cost = best.ewma_ms * (load_of(best) + 1)
+        best_cost = self.cost(best)
         for offset in range(1, count):
             replica = candidates[(self._next + offset) % count]
-            cost = replica.ewma_ms * (load_of(replica) + 1)
+            cost = self.cost(replica)
             if cost < best_cost:
                 best, best_cost = replica, cost
         return best
+
+
+class LeastOutstanding(_LowestCost):
+    """The least loaded replica."""
+
+    __slots__ = ()
+
+    def cost(self, replica: Load) -> float:
+        return load_of(replica)
+
+
+class PeakEwma(_LowestCost):
+    """Finagle's peak EWMA: latency times (load + 1); a replica with no sample yet is tried."""
+
+    __slots__ = ()
+
+    def cost(self, replica: Load) -> float:
+        return replica.ewma_ms * (load_of(replica) + 1)
 
 
 def balancer(kind: Balance) -> Balancer:
