@@ -43,6 +43,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.guards.base import GuardContext, Stage, TextSlot
+from gateway.guards.pseudonyms import Pseudonyms
 from gateway.guards.runner import GuardSet
 from gateway.guards.stream import GuardedStream, merged_decisions
 from gateway.guards.texts import request_slots, response_slots
@@ -306,8 +307,6 @@ class InferencePipeline:
         guards = call.guards
         if guards is None:
             return
-        from gateway.guards.pseudonyms import Pseudonyms
-
         call.pseudonyms = Pseudonyms()
         if not guards.input:
             return

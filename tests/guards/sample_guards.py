@@ -87,3 +87,22 @@ class BrokenGuard:
 
     async def check(self, ctx: GuardContext) -> Decision:
         raise RuntimeError("bug in a guard")
+
+
+class NameGuard:
+    """Pseudonymizes one name wherever it appears (input stage)."""
+
+    name = "names"
+
+    def __init__(self, person: str) -> None:
+        self.person = person
+
+    async def check(self, ctx: GuardContext) -> Decision:
+        assert ctx.pseudonyms is not None
+        for slot in ctx.slots:
+            if self.person in slot.text:
+                placeholder = ctx.pseudonyms.placeholder("PERSON", self.person)
+                ctx.replace(slot, slot.text.replace(self.person, placeholder))
+        if ctx.modified:
+            return Decision(self.name, Verdict.MODIFY, "pseudonymize", None, {"PERSON": 1})
+        return Decision.allow(self.name)

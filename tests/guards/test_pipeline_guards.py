@@ -175,3 +175,26 @@ def test_metrics_count_guard_decisions(
         'sluice_guard_decisions_total{action="block",guard="no-forbidden",stage="output"} 1.0'
         in metrics
     )
+
+
+@pytest.mark.parametrize("restore", [True, False])
+@pytest.mark.parametrize("stream", [False, True])
+def test_pseudonyms_are_restored_in_the_answer_only_when_the_policy_says_so(
+    upstream: MockUpstream,
+    start_gateway: GatewayFactory,
+    tmp_path: Path,
+    restore: bool,
+    stream: bool,
+) -> None:
+    guards = (
+        f"  restore_pseudonyms: {str(restore).lower()}\n"
+        f"  input:\n    - {{type: plugin, path: '{SAMPLE}:NameGuard', options: {{person: Ada}}}}\n"
+    )
+    server = start_gateway(guarded(upstream, tmp_path, guards))
+    reply = ask(server, "I am Ada.", model="gpt-chars" if stream else "gpt-echo", stream=stream)
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+    else:
+        text = reply.choices[0].message.content
+    assert upstream.record.seen[-1]["messages"][-1]["content"] == "I am <PERSON_1>."
+    assert text == ("echo: I am Ada." if restore else "echo: I am <PERSON_1>.")
