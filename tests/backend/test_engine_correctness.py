@@ -106,8 +106,8 @@ def test_chunked_prefill_matches_transformers(smollm2_folder: Path, smollm2, exp
 
 
 @pytest.mark.parametrize("kind", ["llama", "llama3", "mistral", "qwen2"])
-def test_model_families_match_transformers(kind: str, tmp_path: Path, smollm2_folder: Path):
-    folder = tiny_model(tmp_path / kind, smollm2_folder, kind)
+def test_model_families_match_transformers(kind: str, tmp_path: Path, tokenizer_folder: Path):
+    folder = tiny_model(tmp_path / kind, tokenizer_folder, kind)
     llm = LLM(str(folder), kv_cache_gb=0.05)
     hf = load_hf(folder)
     prompts = [llm.tokenizer.encode(t) for t in ("Hello there", "A longer prompt " * 20)]

@@ -22,8 +22,8 @@ TEXTS = ("The quick brown fox", "def fibonacci(n):\n    ", "Once upon a time", "
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_folder: Path) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("tiny-half"), smollm2_folder, "llama")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory, tokenizer_folder: Path) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("tiny-half"), tokenizer_folder, "llama")
 
 
 @pytest.fixture(scope="module")

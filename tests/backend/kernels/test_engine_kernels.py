@@ -44,7 +44,7 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_folder: Path) -> Path:
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory, tokenizer_folder: Path) -> Path:
     """Two layers, GQA 2, head_dim 16; weights wide enough that greedy tokens vary and argmax
     is decisive."""
     config = LlamaConfig(
@@ -61,8 +61,8 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_folder: Path) 
     folder = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(folder)
     for name in TOKENIZER_FILES:
-        if (smollm2_folder / name).exists():
-            (folder / name).write_bytes((smollm2_folder / name).read_bytes())
+        if (tokenizer_folder / name).exists():
+            (folder / name).write_bytes((tokenizer_folder / name).read_bytes())
     return folder
 
 
@@ -167,3 +167,18 @@ def test_decodes_padded_to_a_graph_size_give_the_unpadded_logits(
         for got, want in zip(padded.kv_cache.values, eager.kv_cache.values, strict=True):
             torch.testing.assert_close(got, want, **CLOSE)
     assert padded_runs == [3]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_on_cuda_gives_the_float32_greedy_tokens(
+    tiny_folder: Path, expected: list[list[int]], device: torch.device, dtype: str
+) -> None:
+    """bf16/fp16 through the compiled kernels and captured graphs, checked against transformers'
+    float32 tokens (the tiny model's argmax is decisive enough for half precision). CUDA only:
+    the interpreter has no bfloat16."""
+    if device.type != "cuda":
+        pytest.skip("half precision through the compiled kernels needs CUDA")
+    llm = engine(tiny_folder, device, "triton", dtype=dtype)
+    assert llm.engine.runner.graphs is not None
+    assert generate(llm) == expected
+    assert generate(engine(tiny_folder, device, "torch", dtype=dtype)) == expected
