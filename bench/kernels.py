@@ -72,6 +72,30 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> flo
     return sorted(samples)[len(samples) // 2]
 
 
+GRAPH_CALLS = 20
+
+
+def graph_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float | None:
+    """Median milliseconds per call of fn replayed from a CUDA graph of GRAPH_CALLS calls: the
+    GPU's time without Python's launch cost (as the engine's decode runs). None where fn
+    cannot be captured."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        fn()
+        fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            for _ in range(GRAPH_CALLS):
+                fn()
+    except RuntimeError as exc:
+        print(f"graph_ms: not capturable ({exc})", file=sys.stderr)
+        return None
+    return time_ms(graph.replay, device, repeats) / GRAPH_CALLS
+
+
 # ---- GPU: attention bandwidth -------------------------------------------------------------------
 
 
@@ -112,11 +136,23 @@ def decode_attention(
         repeats,
     )
     kv_bytes = batch * context * 2 * kv_heads * head_dim * cache.element_size()
-    return {
+    row = {
         "batch": batch, "context": context, "heads": heads, "kv_heads": kv_heads,
-        "head_dim": head_dim, "dtype": str(dtype), "triton_ms": triton_ms, "torch_ms": torch_ms,
+        "head_dim": head_dim, "dtype": str(dtype), "kv_mb": kv_bytes / 1e6,
+        "triton_ms": triton_ms, "torch_ms": torch_ms,
         "triton_gbs": kv_bytes / triton_ms / 1e6, "torch_gbs": kv_bytes / torch_ms / 1e6,
     }  # fmt: skip
+    if device.type == "cuda":
+        # K/V that fit in L2 are read from it on repeated calls: only larger ones measure HBM.
+        row["fits_l2"] = kv_bytes <= torch.cuda.get_device_properties(device).L2_cache_size
+        for name, fn in (
+            ("triton", lambda: paged_decode_attention(q, cache, tables, lens, **opts)),
+            ("torch", lambda: PagedAttention(head_dim**-0.5).forward(q, empty, empty, cache, meta)),
+        ):
+            ms = graph_ms(fn, device, repeats)
+            row[f"{name}_graph_ms"] = ms
+            row[f"{name}_graph_gbs"] = kv_bytes / ms / 1e6 if ms else None
+    return row
 
 
 # ---- GPU: end-to-end decode, eager and CUDA graphs ----------------------------------------------
@@ -142,20 +178,25 @@ def random_model(
 
 def decode_tokens_per_s(
     spec: tuple, device: torch.device, dtype: torch.dtype, batch: int, context: int,
-    steps: int, graph: bool, kernels: str, block_size: int = 16,
+    steps: int, graph: bool, kernels: str, block_size: int = 16, int8: bool = False,
 ) -> float:  # fmt: skip
     """Decode steps through the engine's ModelRunner, as LLMEngine.step runs them (greedy
     argmax for the sampler): batch sequences at `context` tokens of random K/V, `steps` tokens
     each; with `graph`, the runner replays its CUDA graphs (padded to the captured sizes)."""
     model = random_model(spec, device, dtype, kernels)
+    if int8:
+        quantize_linear_weights(model)
     width = context + steps + 1
     blocks = -(-width // block_size)
     runner = ModelRunner(
         model, batch * blocks, block_size, device=device, dtype=dtype,
         cuda_graph_sizes=capture_sizes(batch) if graph else (), max_model_len=width,
+        kv_cache_int8=int8,
     )  # fmt: skip
     for values in runner.kv_cache.values:
-        values.normal_()
+        values.random_(-127, 128) if values.dtype == torch.int8 else values.normal_()
+    for scales in runner.kv_cache.scales or ():
+        scales.uniform_(0.005, 0.02)
     seqs = []
     for i in range(batch):
         seq = Sequence(i, f"r{i}", [], context, steps + 1)
@@ -308,18 +349,25 @@ def gpu_results(
     batches, context, steps = ((3,), 16, 2) if smoke else ((1, 16, 64), 512, 32)
     # CUDA graphs need the Triton kernels. In --smoke (CPU) "graph" runs the same padded path
     # eagerly: nothing is captured without CUDA.
-    variants = (("triton", False), ("triton", True), ("torch", False))
+    # Last: int8 weights (the Triton int8 linear on CUDA) and int8 K/V, under graphs.
+    variants = [("triton", False, False), ("triton", True, False), ("torch", False, False)]
+    if device.type == "cuda":
+        variants.append(("triton", True, True))
     rows = []
     for spec in specs:
         for batch in batches:
-            for kernels, graph in variants:
-                rate = decode_tokens_per_s(
-                    spec, device, dtype, batch, context, steps, graph, kernels
-                )
+            for kernels, graph, int8 in variants:
+                try:
+                    rate: float | str = decode_tokens_per_s(
+                        spec, device, dtype, batch, context, steps, graph, kernels, int8=int8
+                    )
+                except Exception as exc:  # one broken variant must not lose the others' rows
+                    rate = f"error: {exc!r}"
                 rows.append(
                     {"model": spec[0], "batch": batch, "context": context,
                      "kernels": kernels, "padded_to_graph_size": graph,
-                     "cuda_graph": graph and device.type == "cuda", "tokens_per_s": rate}
+                     "cuda_graph": graph and device.type == "cuda", "int8": int8,
+                     "tokens_per_s": rate}
                 )  # fmt: skip
                 print(f"decode {rows[-1]}", file=sys.stderr)
     gpu["decode_tokens_per_s"] = rows

@@ -26,7 +26,7 @@ PROMPTS = (37, 5, 50)
 STEPS = ((37, 5, 20), (1, 1, 30), (1, 1, 1), (1, 1, 1))
 
 
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+def tiny_llama(device: torch.device, seed: int = 0) -> LlamaForCausalLM:
     config = ModelConfig(
         architecture="llama", vocab_size=512, hidden_size=96, intermediate_size=160,
         num_layers=2, num_heads=6, num_kv_heads=2, head_dim=16, rms_norm_eps=1e-5,
@@ -38,15 +38,13 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.08) if p.dim() > 1 else p.uniform_(0.8, 1.2)
-    return model.eval()
+    return model.to(device).eval()
 
 
-def run_steps(model: LlamaForCausalLM) -> list[torch.Tensor]:
+def run_steps(model: LlamaForCausalLM, device: torch.device) -> list[torch.Tensor]:
     """Logits of every step, with the same tokens and shuffled block tables each time."""
     gen = torch.Generator().manual_seed(1)
-    runner = ModelRunner(
-        model, NUM_BLOCKS, BLOCK_SIZE, device=torch.device("cpu"), dtype=torch.float32
-    )
+    runner = ModelRunner(model, NUM_BLOCKS, BLOCK_SIZE, device=device, dtype=torch.float32)
     blocks = torch.randperm(NUM_BLOCKS, generator=gen).tolist()
     seqs = []
     for i, n in enumerate(PROMPTS):
@@ -65,12 +63,12 @@ def run_steps(model: LlamaForCausalLM) -> list[torch.Tensor]:
     return logits
 
 
-def test_model_with_triton_attention_matches_pytorch_attention() -> None:
-    model = tiny_llama()
-    expected = run_steps(model)
+def test_model_with_triton_attention_matches_pytorch_attention(device: torch.device) -> None:
+    model = tiny_llama(device)
+    expected = run_steps(model, device)
     for layer in model.layers:
         layer.self_attn.attn = TritonPagedAttention(scale=layer.self_attn.attn.scale)
-    actual = run_steps(model)
+    actual = run_steps(model, device)
     assert [t.shape[0] for t in actual] == [2, 3, 3, 3]
     for got, want in zip(actual, expected, strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
