@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -261,6 +262,43 @@ def engine_decode(
     }  # fmt: skip
 
 
+# ---- GPU: int8 weight-only linear launch configurations ----------------------------------------
+
+# (in_features, out_features): Llama-3.2-1B's fused qkv, gate_up and down projections.
+INT8_SHAPES = ((2048, 3072), (2048, 16384), (8192, 2048))
+
+
+def int8_linear_sweep(
+    device: torch.device, repeats: int, dtype: torch.dtype = torch.bfloat16
+) -> list[dict[str, object]]:
+    """Each launch configuration of the int8 kernel against the bf16 product (cuBLAS), timed
+    from graph replays, per token count; a configuration whose product is off is marked so."""
+    from backend.kernels.int8_linear import CANDIDATES, choose_blocks, int8_linear
+
+    rows = []
+    for in_f, out_f in INT8_SHAPES:
+        q = Int8Linear.from_linear(torch.nn.Linear(in_f, out_f, bias=False, device=device))
+        dense = (q.qweight.float() * q.scale.float()[:, None]).to(dtype)
+        for tokens in (1, 16, 64, 256):
+            x = torch.randn(tokens, in_f, device=device, dtype=dtype)
+            want = F.linear(x.float(), dense.float())
+            row: dict[str, object] = {"in": in_f, "out": out_f, "tokens": tokens}
+            row["bf16_ms"] = graph_ms(partial(F.linear, x, dense), device, repeats)
+            for blocks in CANDIDATES:
+                product = partial(int8_linear, x, q.qweight, q.scale, blocks=blocks)
+                error = float((product().float() - want).abs().max() / want.abs().max())
+                label = "int8_" + "-".join(map(str, blocks)) + "_ms"
+                row[label] = (
+                    graph_ms(product, device, repeats)
+                    if error < 2e-2
+                    else f"wrong: relative error {error:.3g}"
+                )
+            row["chosen"] = "-".join(map(str, choose_blocks(tokens)))
+            rows.append(row)
+            print(f"int8 {row}", file=sys.stderr)
+    return rows
+
+
 # ---- CPU: int8 weights -------------------------------------------------------------------------
 
 
@@ -371,6 +409,8 @@ def gpu_results(
                 )  # fmt: skip
                 print(f"decode {rows[-1]}", file=sys.stderr)
     gpu["decode_tokens_per_s"] = rows
+    if device.type == "cuda":
+        gpu["int8_linear"] = int8_linear_sweep(device, repeats)
     if device.type == "cuda" and engine_model:
         gpu["engine_decode"] = [
             engine_decode(device, engine_model, "bfloat16", graph, prompts, 64 if quick else 128)

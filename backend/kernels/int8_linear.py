@@ -8,14 +8,43 @@ Per-output-channel scales, applied once to the float32 accumulator; activations 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-BLOCK_M = 16
-BLOCK_N = 64
-BLOCK_K = 64
+
+class Blocks(NamedTuple):
+    """One launch configuration: tile sizes (powers of two, each at least 16), warps, stages."""
+
+    m: int
+    n: int
+    k: int
+    warps: int = 4
+    stages: int = 3
+
+
+# What bench/kernels.py sweeps on a GPU; choose_blocks picks among them by the token count.
+CANDIDATES = (
+    Blocks(16, 64, 64),
+    Blocks(16, 32, 128, 4, 4),
+    Blocks(16, 32, 256, 4, 3),
+    Blocks(16, 64, 128, 4, 4),
+    Blocks(16, 64, 256, 8, 3),
+    Blocks(16, 128, 128, 4, 4),
+    Blocks(16, 16, 512, 4, 3),
+    Blocks(32, 64, 128, 4, 4),
+    Blocks(64, 64, 64, 4, 4),
+    Blocks(64, 128, 64, 8, 3),
+    Blocks(128, 128, 64, 8, 3),
+)
+
+
+def choose_blocks(tokens: int) -> Blocks:
+    """The launch configuration for a product over `tokens` rows."""
+    return CANDIDATES[0]
 
 
 @triton.jit
@@ -61,8 +90,12 @@ def int8_linear(
     bias: torch.Tensor | None = None,
     *,
     out: torch.Tensor | None = None,
+    blocks: Blocks | None = None,
 ) -> torch.Tensor:
-    """x @ (weight * scale[:, None]).T + bias over x's last dimension; into `out` when given."""
+    """x @ (weight * scale[:, None]).T + bias over x's last dimension; into `out` when given.
+
+    blocks: the launch configuration (default: choose_blocks for the token count).
+    """
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     if x2.stride(1) != 1:
@@ -74,14 +107,16 @@ def int8_linear(
         out = torch.empty(*lead, n, dtype=x.dtype, device=x.device)
     assert out.is_contiguous()
     if m:
-        grid = (triton.cdiv(m, BLOCK_M), triton.cdiv(n, BLOCK_N))
+        b = blocks or choose_blocks(m)
+        grid = (triton.cdiv(m, b.m), triton.cdiv(n, b.n))
         _int8_matmul_kernel[grid](
             x2, weight, scale, scale if bias is None else bias, out,
             m, n, k,
             x2.stride(0), weight.stride(0), n,
             HAS_BIAS=bias is not None,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+            BLOCK_M=b.m, BLOCK_N=b.n, BLOCK_K=b.k,
             PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+            num_warps=b.warps, num_stages=b.stages,
         )  # fmt: skip
     return out
 

@@ -10,7 +10,7 @@ from tests.backend.kernels.checks import assert_close, poisoned, random
 
 pytest.importorskip("triton")
 
-from backend.kernels.int8_linear import int8_linear, int8_linear_ref
+from backend.kernels.int8_linear import CANDIDATES, Blocks, int8_linear, int8_linear_ref
 
 # (tokens, in_features, out_features, bias, dtype): sizes off the tile grid, and one on it.
 CASES = [
@@ -42,3 +42,19 @@ def test_int8_kernel_matches_reference(
     out = poisoned((tokens, out_features), dtype, device)
     int8_linear(x, qweight, scale, b, out=out)
     assert_close(out, int8_linear_ref(x, qweight, scale, b))
+
+
+@pytest.mark.parametrize("blocks", CANDIDATES, ids=lambda b: "-".join(map(str, b)))
+def test_every_launch_configuration_gives_the_reference_product(
+    device: torch.device, blocks: Blocks
+) -> None:
+    """Each configuration the benchmark sweeps (and choose_blocks may pick): rows, columns and
+    the reduction all off its tile grid, and a reduction longer than two of its tiles."""
+    tokens, in_features, out_features = blocks.m + 3, 2 * blocks.k + 48, blocks.n + 5
+    gen = torch.Generator().manual_seed(blocks.n * blocks.k)
+    weight = random((out_features, in_features), torch.float32, device, gen)
+    qweight, scale = quantize_weight(weight)
+    x = random((tokens, in_features), torch.float16, device, gen) * in_features**-0.5
+    out = poisoned((tokens, out_features), torch.float16, device)
+    int8_linear(x, qweight, scale, out=out, blocks=blocks)
+    assert_close(out, int8_linear_ref(x, qweight, scale))
