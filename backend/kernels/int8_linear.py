@@ -17,13 +17,16 @@ import triton.language as tl
 
 
 class Blocks(NamedTuple):
-    """One launch configuration: tile sizes (powers of two, each at least 16), warps, stages."""
+    """One launch configuration: tile sizes (powers of two, each at least 16), warps, stages,
+    and split: programs sharing one output tile's reduction (split-K, for few output tiles),
+    each writing a float32 partial that a second pass sums."""
 
     m: int
     n: int
     k: int
     warps: int = 4
     stages: int = 3
+    split: int = 1
 
 
 # What bench/kernels.py sweeps on a GPU; choose_blocks picks among them by the token count.
@@ -33,13 +36,19 @@ CANDIDATES = (
     Blocks(16, 32, 256, 4, 3),
     Blocks(16, 64, 128, 4, 4),
     Blocks(16, 64, 256, 8, 3),
-    Blocks(16, 128, 128, 4, 4),
     Blocks(16, 16, 512, 4, 3),
     Blocks(32, 64, 128, 4, 4),
     Blocks(64, 64, 64, 4, 4),
-    Blocks(64, 128, 64, 8, 3),
     Blocks(128, 128, 64, 8, 3),
+    Blocks(16, 32, 256, 4, 3, 2),
+    Blocks(16, 32, 256, 4, 3, 4),
+    Blocks(16, 64, 256, 4, 3, 4),
+    Blocks(16, 32, 128, 4, 4, 8),
+    Blocks(16, 64, 128, 4, 4, 8),
 )
+
+
+SUM_BLOCK = 1024
 
 
 def choose_blocks(tokens: int) -> Blocks:
@@ -52,18 +61,21 @@ def _int8_matmul_kernel(
     x_ptr, w_ptr, scale_ptr, bias_ptr, out_ptr,
     M, N, K,
     stride_xm, stride_wn, stride_om,
+    k_per_split,
     HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    split = tl.program_id(2)
     r_ok = rows < M
     c_ok = cols < N
+    k_end = tl.minimum((split + 1) * k_per_split, K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(split * k_per_split, k_end, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
-        k_ok = kk < K
+        k_ok = kk < k_end
         a = tl.load(
             x_ptr + rows[:, None].to(tl.int64) * stride_xm + kk[None, :],
             mask=r_ok[:, None] & k_ok[None, :],
@@ -76,11 +88,33 @@ def _int8_matmul_kernel(
             other=0,
         )
         acc += tl.dot(a, w.to(a.dtype), input_precision=PRECISION)
-    acc *= tl.load(scale_ptr + cols, mask=c_ok, other=0.0).to(tl.float32)[None, :]
+    ok = r_ok[:, None] & c_ok[None, :]
+    if SPLIT > 1:  # out_ptr is the float32 partials [SPLIT, M, N]; _split_sum_kernel finishes
+        part = out_ptr + (split * M + rows[:, None]).to(tl.int64) * N + cols[None, :]
+        tl.store(part, acc, mask=ok)
+    else:
+        acc *= tl.load(scale_ptr + cols, mask=c_ok, other=0.0).to(tl.float32)[None, :]
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + cols, mask=c_ok, other=0.0).to(tl.float32)[None, :]
+        out = out_ptr + rows[:, None].to(tl.int64) * stride_om + cols[None, :]
+        tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _split_sum_kernel(
+    part_ptr, scale_ptr, bias_ptr, out_ptr, M, N,
+    HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < M * N
+    cols = offs % N
+    acc = tl.zeros([BLOCK], tl.float32)
+    for s in tl.static_range(SPLIT):
+        acc += tl.load(part_ptr + s * M * N + offs, mask=ok, other=0.0)
+    acc *= tl.load(scale_ptr + cols, mask=ok, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + cols, mask=c_ok, other=0.0).to(tl.float32)[None, :]
-    out = out_ptr + rows[:, None].to(tl.int64) * stride_om + cols[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=r_ok[:, None] & c_ok[None, :])
+        acc += tl.load(bias_ptr + cols, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def int8_linear(
@@ -108,16 +142,25 @@ def int8_linear(
     assert out.is_contiguous()
     if m:
         b = blocks or choose_blocks(m)
-        grid = (triton.cdiv(m, b.m), triton.cdiv(n, b.n))
+        bias_or_any = scale if bias is None else bias
+        k_per_split = triton.cdiv(triton.cdiv(k, b.split), b.k) * b.k
+        part = out if b.split == 1 else torch.empty(b.split, m, n, device=x.device)
+        grid = (triton.cdiv(m, b.m), triton.cdiv(n, b.n), b.split)
         _int8_matmul_kernel[grid](
-            x2, weight, scale, scale if bias is None else bias, out,
+            x2, weight, scale, bias_or_any, part,
             m, n, k,
             x2.stride(0), weight.stride(0), n,
+            k_per_split,
             HAS_BIAS=bias is not None,
             BLOCK_M=b.m, BLOCK_N=b.n, BLOCK_K=b.k,
-            PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+            SPLIT=b.split, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
             num_warps=b.warps, num_stages=b.stages,
         )  # fmt: skip
+        if b.split > 1:
+            _split_sum_kernel[(triton.cdiv(m * n, SUM_BLOCK),)](
+                part, scale, bias_or_any, out, m, n,
+                HAS_BIAS=bias is not None, SPLIT=b.split, BLOCK=SUM_BLOCK,
+            )  # fmt: skip
     return out
 
 

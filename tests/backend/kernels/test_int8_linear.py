@@ -49,12 +49,16 @@ def test_every_launch_configuration_gives_the_reference_product(
     device: torch.device, blocks: Blocks
 ) -> None:
     """Each configuration the benchmark sweeps (and choose_blocks may pick): rows, columns and
-    the reduction all off its tile grid, and a reduction longer than two of its tiles."""
-    tokens, in_features, out_features = blocks.m + 3, 2 * blocks.k + 48, blocks.n + 5
-    gen = torch.Generator().manual_seed(blocks.n * blocks.k)
+    the reduction all off its tile grid, a reduction longer than two of its tiles (than one
+    tile per split with split-K), and a bias."""
+    # Two tiles per split, the last split short: every split holds part of the sum.
+    in_features = 2 * blocks.split * blocks.k - 48
+    tokens, out_features = blocks.m + 3, blocks.n + 5
+    gen = torch.Generator().manual_seed(blocks.n * blocks.k + blocks.split)
+    bias = random((out_features,), torch.float16, device, gen)
     weight = random((out_features, in_features), torch.float32, device, gen)
     qweight, scale = quantize_weight(weight)
     x = random((tokens, in_features), torch.float16, device, gen) * in_features**-0.5
     out = poisoned((tokens, out_features), torch.float16, device)
-    int8_linear(x, qweight, scale, out=out, blocks=blocks)
-    assert_close(out, int8_linear_ref(x, qweight, scale))
+    int8_linear(x, qweight, scale, bias, out=out, blocks=blocks)
+    assert_close(out, int8_linear_ref(x, qweight, scale, bias))
