@@ -273,7 +273,12 @@ def int8_linear_sweep(
 ) -> list[dict[str, object]]:
     """Each launch configuration of the int8 kernel against the bf16 product (cuBLAS), timed
     from graph replays, per token count; a configuration whose product is off is marked so."""
-    from backend.kernels.int8_linear import CANDIDATES, choose_blocks, int8_linear
+    from backend.kernels.int8_linear import (
+        CANDIDATES,
+        choose_blocks,
+        int8_linear,
+        multiprocessors,
+    )
 
     rows = []
     for in_f, out_f in INT8_SHAPES:
@@ -293,7 +298,8 @@ def int8_linear_sweep(
                     if error < 2e-2
                     else f"wrong: relative error {error:.3g}"
                 )
-            row["chosen"] = "-".join(map(str, choose_blocks(tokens)))
+            chosen = choose_blocks(tokens, out_f, in_f, multiprocessors(device))
+            row["chosen"] = "-".join(map(str, chosen))
             rows.append(row)
             print(f"int8 {row}", file=sys.stderr)
     return rows

@@ -8,6 +8,7 @@ Per-output-channel scales, applied once to the float32 accumulator; activations 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -51,9 +52,34 @@ CANDIDATES = (
 SUM_BLOCK = 1024
 
 
-def choose_blocks(tokens: int) -> Blocks:
-    """The launch configuration for a product over `tokens` rows."""
-    return CANDIDATES[0]
+# Chosen from bench/kernels.py's sweep on an H200 (bench/results/int8-linear-nvidia-h200.json):
+# up to 64 tokens, narrow tall tiles read the weight fastest; above, square tiles.
+FEW_TOKENS = 64
+FEW_TOKENS_BLOCKS = Blocks(16, 32, 256, 4, 3)
+MANY_TOKENS_BLOCKS = Blocks(64, 64, 64, 4, 4)
+# Split-K only while the tiles leave multiprocessors idle, and each split keeps this much K.
+MAX_SPLIT = 8
+MIN_SPLIT_K = 2048
+
+
+def choose_blocks(tokens: int, n: int, k: int, multiprocessors: int) -> Blocks:
+    """The launch configuration for a [tokens, k] x [k, n] product on a device with that many
+    streaming multiprocessors (1 for the interpreter)."""
+    if tokens > FEW_TOKENS:
+        return MANY_TOKENS_BLOCKS
+    blocks = FEW_TOKENS_BLOCKS
+    tiles = triton.cdiv(tokens, blocks.m) * triton.cdiv(n, blocks.n)
+    split = 1
+    while split < MAX_SPLIT and tiles * split < multiprocessors and k // (2 * split) >= MIN_SPLIT_K:
+        split *= 2
+    return blocks._replace(split=split)
+
+
+@cache
+def multiprocessors(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 @triton.jit
@@ -128,7 +154,7 @@ def int8_linear(
 ) -> torch.Tensor:
     """x @ (weight * scale[:, None]).T + bias over x's last dimension; into `out` when given.
 
-    blocks: the launch configuration (default: choose_blocks for the token count).
+    blocks: the launch configuration (default: choose_blocks for the shape and device).
     """
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
@@ -141,7 +167,7 @@ def int8_linear(
         out = torch.empty(*lead, n, dtype=x.dtype, device=x.device)
     assert out.is_contiguous()
     if m:
-        b = blocks or choose_blocks(m)
+        b = blocks or choose_blocks(m, n, k, multiprocessors(x.device))
         bias_or_any = scale if bias is None else bias
         k_per_split = triton.cdiv(triton.cdiv(k, b.split), b.k) * b.k
         part = out if b.split == 1 else torch.empty(b.split, m, n, device=x.device)

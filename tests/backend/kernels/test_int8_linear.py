@@ -10,7 +10,13 @@ from tests.backend.kernels.checks import assert_close, poisoned, random
 
 pytest.importorskip("triton")
 
-from backend.kernels.int8_linear import CANDIDATES, Blocks, int8_linear, int8_linear_ref
+from backend.kernels.int8_linear import (
+    CANDIDATES,
+    Blocks,
+    choose_blocks,
+    int8_linear,
+    int8_linear_ref,
+)
 
 # (tokens, in_features, out_features, bias, dtype): sizes off the tile grid, and one on it.
 CASES = [
@@ -62,3 +68,16 @@ def test_every_launch_configuration_gives_the_reference_product(
     out = poisoned((tokens, out_features), torch.float16, device)
     int8_linear(x, qweight, scale, bias, out=out, blocks=blocks)
     assert_close(out, int8_linear_ref(x, qweight, scale, bias))
+
+
+def test_choose_blocks_splits_k_only_while_multiprocessors_would_idle() -> None:
+    # Llama-3.2-1B's down projection on 132 multiprocessors: 64 column tiles, K = 8192.
+    assert choose_blocks(1, 2048, 8192, 132).split == 4
+    # Its qkv projection: 96 tiles, but K = 2048 is too short to split.
+    assert choose_blocks(1, 3072, 2048, 132).split == 1
+    # gate_up: 512 tiles fill the device already; the interpreter (1 "multiprocessor") never.
+    assert choose_blocks(16, 16384, 2048, 132).split == 1
+    assert choose_blocks(1, 2048, 8192, 1).split == 1
+    chosen = {choose_blocks(t, 2048, 8192, 132)._replace(split=1) for t in (1, 16, 64, 65, 512)}
+    assert all(b._replace(split=1) in {c._replace(split=1) for c in CANDIDATES} for b in chosen)
+    assert choose_blocks(65, 2048, 8192, 132).m > choose_blocks(64, 2048, 8192, 132).m
