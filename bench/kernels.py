@@ -351,14 +351,17 @@ def engine_int8(prompts: int, max_tokens: int) -> dict[str, float]:
 
 
 def git_state() -> tuple[str, bool | None]:
-    """(commit, dirty); ("", None) where git or the repository is missing (a copied tree)."""
+    """(commit, dirty): GIT_COMMIT when set (a copied tree's .git may be stale), else git's;
+    ("", None) where git or the repository is missing."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"], None
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(["git", "diff", "--quiet"], cwd=ROOT).returncode != 0
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("GIT_COMMIT", ""), None
+        return "", None
     return commit, dirty
 
 
