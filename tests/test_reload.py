@@ -211,7 +211,7 @@ def test_requests_in_flight_finish_under_the_old_policy(
         received = [next(lines)]
         while "first" not in received[-1]:
             received.append(next(lines))
-        assert upstream.record.first_chunks_sent.is_set()
+        assert upstream.record.first_chunks_sent.wait(5)
 
         # The new policy drops gpt-hold and changes the backend, so its client is retired too.
         new_text = policy_yaml(upstream.base_url, read_s=61).replace("total_s: 10", "total_s: 120")

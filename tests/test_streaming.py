@@ -87,7 +87,7 @@ def test_client_disconnect_closes_the_upstream_connection(
     patient_gateway: ServerThread, upstream: MockUpstream
 ) -> None:
     hang_up_mid_stream(patient_gateway)
-    assert upstream.record.first_chunks_sent.is_set()
+    assert upstream.record.first_chunks_sent.wait(5)
     # total_s (10 s) is further off: only the hang-up can have ended the upstream call.
     assert upstream.record.stream_cancelled.wait(timeout=5)
     assert not upstream.record.release.is_set()
@@ -170,7 +170,7 @@ def test_client_giving_up_on_a_plain_request_cancels_the_upstream_call(
     body = {"model": "gpt-hold", "messages": [{"role": "user", "content": "long job"}]}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=AUTH, timeout=1.0)
-    assert upstream.record.first_chunks_sent.is_set()  # the upstream had the request
+    assert upstream.record.first_chunks_sent.wait(5)  # the upstream had the request
     assert upstream.record.stream_cancelled.wait(timeout=5)
     assert not upstream.record.release.is_set()
 

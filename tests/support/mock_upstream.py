@@ -31,7 +31,7 @@ class Record:
     stream_cancelled: threading.Event = field(default_factory=threading.Event)
     # Released by the test to let a held stream finish.
     release: threading.Event = field(default_factory=threading.Event)
-    # Set when a held stream has sent its first chunks.
+    # Set just after a held stream has sent its first chunks (a client may read them first: wait).
     first_chunks_sent: threading.Event = field(default_factory=threading.Event)
     # Requests of the `busy:<seconds>` behaviour being answered right now, and the most at once.
     in_flight: int = 0
