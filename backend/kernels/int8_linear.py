@@ -1,6 +1,8 @@
 """Int8 weight-only linear: x @ (weight * scale).T + bias, the int8 weight widened tile by tile.
 
 Per-output-channel scales, applied once to the float32 accumulator; activations stay in their dtype.
+The tile sizes follow the shape (choose_blocks); with few output tiles the reduction is split
+across programs (split-K) and a second pass sums their float32 partials.
 """
 
 # x: [tokens, in_features]; weight: [out_features, in_features] int8; scale: [out_features];
@@ -30,7 +32,7 @@ class Blocks(NamedTuple):
     split: int = 1
 
 
-# What bench/kernels.py sweeps on a GPU; choose_blocks picks among them by the token count.
+# What bench/kernels.py sweeps on a GPU (and the tests check); choose_blocks picks among them.
 CANDIDATES = (
     Blocks(16, 64, 64),
     Blocks(16, 32, 128, 4, 4),
@@ -49,9 +51,6 @@ CANDIDATES = (
 )
 
 
-SUM_BLOCK = 1024
-
-
 # Chosen from bench/kernels.py's sweep on an H200 (bench/results/int8-linear-nvidia-h200.json):
 # up to 64 tokens, narrow tall tiles read the weight fastest; above, square tiles.
 FEW_TOKENS = 64
@@ -60,6 +59,8 @@ MANY_TOKENS_BLOCKS = Blocks(64, 64, 64, 4, 4)
 # Split-K only while the tiles leave multiprocessors idle, and each split keeps this much K.
 MAX_SPLIT = 8
 MIN_SPLIT_K = 2048
+# Elements per program of the split-K sum.
+SUM_BLOCK = 1024
 
 
 def choose_blocks(tokens: int, n: int, k: int, multiprocessors: int) -> Blocks:
@@ -170,6 +171,8 @@ def int8_linear(
         b = blocks or choose_blocks(m, n, k, multiprocessors(x.device))
         bias_or_any = scale if bias is None else bias
         k_per_split = triton.cdiv(triton.cdiv(k, b.split), b.k) * b.k
+        # The sum pass indexes the partials in int32 (choose_blocks splits up to 64 tokens only).
+        assert b.split == 1 or b.split * m * n < 2**31, "too many partials for split-K"
         part = out if b.split == 1 else torch.empty(b.split, m, n, device=x.device)
         grid = (triton.cdiv(m, b.m), triton.cdiv(n, b.n), b.split)
         _int8_matmul_kernel[grid](
