@@ -1,7 +1,8 @@
 """The request path of the inference endpoints, top to bottom in one place.
 
-auth → body → validate → route → upstream → relay (stream or not). Each step raises a
-GatewayError that becomes one OpenAI-shaped error response here and nowhere else.
+auth → body → validate → route → rate limit → input guards → upstream → output guards → relay
+(stream or not); the guard stages are in guard_stages.py. Each step raises a GatewayError that
+becomes one OpenAI-shaped error response here and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from functools import partial
 from typing import Any
 
 import httpx
-import orjson
 from pydantic import BaseModel
 
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from gateway.api.validation import parse_request, strict_json
+from gateway.api.validation import parse_request
 from gateway.asgi import (
     Receive,
     RequestHead,
@@ -33,7 +33,6 @@ from gateway.asgi import (
 from gateway.audit.trail import Trail
 from gateway.disconnect import ClientWatch
 from gateway.errors import (
-    ContentFiltered,
     GatewayError,
     InternalError,
     MethodNotAllowed,
@@ -42,11 +41,8 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.guards.base import GuardContext, Stage, TextSlot
-from gateway.guards.pseudonyms import Pseudonyms
+from gateway.guard_stages import guard_input, guard_output, record_stream_decisions, stream_guard
 from gateway.guards.runner import GuardSet
-from gateway.guards.stream import GuardedStream, merged_decisions
-from gateway.guards.texts import request_slots, response_slots
 from gateway.ratelimit.accounting import Accounting
 from gateway.runtime import Route
 from gateway.service import Gateway
@@ -248,10 +244,12 @@ class InferencePipeline:
                     return
                 content = await read_whole(reply, reply.backend)
             usage = usage_of_body(content)
+            metrics = self.gateway.metrics
             if accounting is not None:
                 await accounting.settle_usage(usage)
             if call.guards is not None:
-                content, reply_body = await self._guard_output(call, content)
+                stage = partial(self._stage, call)
+                content, reply_body = await guard_output(call, content, metrics, stage)
                 trail.answered(content, usage)
                 content = reply_body
             else:
@@ -282,110 +280,23 @@ class InferencePipeline:
             usage = StreamUsage(strip=False)  # only to read what the upstream reports
         settle = accounting.settle_stream if accounting is not None else None
         trail.status = 200
-        guarded = self._stream_guard(call)
+        guarded = stream_guard(call) if call.guards is not None else None
         try:
             outcome = await relay_stream(
                 reply, send, headers, reply.backend, usage, settle, trail, guarded
             )
         finally:
             if guarded is not None:
-                self._stream_decisions(call, guarded)
+                record_stream_decisions(call, guarded, self.gateway.metrics)
         trail.usage = usage.usage
         if outcome is StreamOutcome.UPSTREAM_FAILED:
             trail.outcome = "upstream_failed"
         elif outcome is StreamOutcome.BLOCKED:
             trail.outcome = "content_filter"
 
-    # -- guards ----------------------------------------------------------------------------
-    def _guard_span(self, call: Call) -> Any:
-        if call.span is None:
-            return None
-        return lambda name: self._stage(call, f"guard.{name}")
-
     async def _guard_input(self, call: Call) -> None:
-        """Run the input guards; a modified request goes upstream (and to the audit) rewritten."""
-        guards = call.guards
-        if guards is None:
-            return
-        call.pseudonyms = Pseudonyms()
-        if not guards.input:
-            return
-        trail = call.trail
-        data = strict_json(call.body)
-        ctx = self._guard_context(call, "input", request_slots(data))
-        ctx.metadata["request"] = data
-        records = trail.guards = trail.guards or []
-        try:
-            with self._stage(call, "guards.input"):
-                await guards.run(ctx, records, self.gateway.metrics.guard, self._guard_span(call))
-        except ContentFiltered:
-            trail.withhold_prompt()
-            raise
-        if ctx.modified:
-            call.body = orjson.dumps(data)
-            trail.request_body(call.body, trail.user)
-
-    async def _guard_output(self, call: Call, content: bytes) -> tuple[bytes, bytes]:
-        """Output guards on a whole answer: (the answer for the audit, the answer for the client:
-        the same with pseudonyms restored)."""
-        guards, pseudonyms = call.guards, call.pseudonyms
-        assert guards is not None
-        restore = guards.restores and pseudonyms is not None and len(pseudonyms) > 0
-        if not guards.output and not restore:
-            return content, content
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            return content, content
-        if not isinstance(data, dict):
-            return content, content
-        slots = response_slots(data)
-        if guards.output:
-            ctx = self._guard_context(call, "output", slots)
-            records = call.trail.guards = call.trail.guards or []
-            with self._stage(call, "guards.output"):
-                await guards.run(ctx, records, self.gateway.metrics.guard, self._guard_span(call))
-            if ctx.modified:
-                content = orjson.dumps(data)
-        if not restore:
-            return content, content
-        changed = False
-        for slot in slots:
-            restored = pseudonyms.restore(slot.text)
-            if restored != slot.text:
-                slot.write(restored)
-                changed = True
-        return content, (orjson.dumps(data) if changed else content)
-
-    def _stream_guard(self, call: Call) -> GuardedStream | None:
-        guards, pseudonyms = call.guards, call.pseudonyms
-        if guards is None:
-            return None
-        restore = guards.restores and pseudonyms is not None and len(pseudonyms) > 0
-        if not guards.output and not restore:
-            return None
-        call.trail.text_from_guards()
-        ctx = self._guard_context(call, "output", [])
-        restorer = pseudonyms.restorer if restore else None
-        return GuardedStream(guards.output, ctx, restorer, call.trail.response_text)
-
-    def _stream_decisions(self, call: Call, guarded: GuardedStream) -> None:
-        records = call.trail.guards = call.trail.guards or []
-        metrics = self.gateway.metrics
-        for decision in merged_decisions(guarded.guards, guarded.ctx.decisions):
-            records.append(decision.record("output"))
-            metrics.guard_decisions.labels(decision.guard, "output", decision.action).inc()
-
-    def _guard_context(self, call: Call, stage: Stage, slots: list[TextSlot]) -> GuardContext:
-        trail = call.trail
-        return GuardContext(
-            stage,
-            slots,
-            model=trail.model,
-            principal=trail.principal,
-            request_id=call.head.request_id,
-            pseudonyms=call.pseudonyms,
-        )
+        if call.guards is not None:
+            await guard_input(call, self.gateway.metrics, partial(self._stage, call))
 
 
 async def read_whole(reply: Reply, backend: str) -> bytes:
