@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import phonenumbers
 import tldextract
@@ -68,9 +68,15 @@ _WORD = re.compile(r"\S+")
 SCORE_VALID_CARD = 1.0
 
 
-class OfflineEmailRecognizer(EmailRecognizer):
+class _WordScoped:
+    """Runs the Presidio pattern recognizer it is mixed into on each word holding `hint` only,
+    each result moved back to its place in the text."""
+
+    hint: ClassVar[str | re.Pattern[str]]
+    default_name: ClassVar[str]
+
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("name", "EmailRecognizer")
+        kwargs.setdefault("name", self.default_name)
         super().__init__(**kwargs)
 
     def analyze(
@@ -80,29 +86,19 @@ class OfflineEmailRecognizer(EmailRecognizer):
         nlp_artifacts: NlpArtifacts | None = None,
         regex_flags: int | None = None,
     ) -> list[RecognizerResult]:
-        analyze = super().analyze
-        return _in_words(text, "@", lambda word: analyze(word, entities, None, regex_flags))
+        analyze = super().analyze  # type: ignore[misc]
+        return _in_words(text, self.hint, lambda word: analyze(word, entities, None, regex_flags))
+
+
+class OfflineEmailRecognizer(_WordScoped, EmailRecognizer):
+    hint, default_name = "@", "EmailRecognizer"
 
     def validate_result(self, pattern_text: str) -> bool:
         return OFFLINE_TLDS(pattern_text).fqdn != ""
 
 
-class WordUrlRecognizer(UrlRecognizer):
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("name", "UrlRecognizer")
-        super().__init__(**kwargs)
-
-    def analyze(
-        self,
-        text: str,
-        entities: list[str],
-        nlp_artifacts: NlpArtifacts | None = None,
-        regex_flags: int | None = None,
-    ) -> list[RecognizerResult]:
-        analyze = super().analyze
-        return _in_words(
-            text, _DOMAIN_LIKE, lambda word: analyze(word, entities, None, regex_flags)
-        )
+class WordUrlRecognizer(_WordScoped, UrlRecognizer):
+    hint, default_name = _DOMAIN_LIKE, "UrlRecognizer"
 
 
 class FastPhoneRecognizer(PhoneRecognizer):
