@@ -244,11 +244,10 @@ class InferencePipeline:
                     return
                 content = await read_whole(reply, reply.backend)
             usage = usage_of_body(content)
-            metrics = self.gateway.metrics
             if accounting is not None:
                 await accounting.settle_usage(usage)
             if call.guards is not None:
-                stage = partial(self._stage, call)
+                metrics, stage = self.gateway.metrics, partial(self._stage, call)
                 content, reply_body = await guard_output(call, content, metrics, stage)
                 trail.answered(content, usage)
                 content = reply_body
